@@ -1,0 +1,149 @@
+//! Per-request behaviour: `x-mock-*` headers, or the same names as keys of a chat request's
+//! `metadata` object (for requests that reach the mock through a relay which does not forward
+//! unknown headers). A header wins over metadata; both win over [`MockConfig`].
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+
+use crate::MockConfig;
+
+pub const STATUS: &str = "x-mock-status";
+pub const ERROR_CODE: &str = "x-mock-error-code";
+pub const LATENCY_MS: &str = "x-mock-latency-ms";
+pub const CHUNK_DELAY_MS: &str = "x-mock-chunk-delay-ms";
+pub const CHUNKS: &str = "x-mock-chunks";
+pub const DISCONNECT_AFTER: &str = "x-mock-disconnect-after";
+pub const NO_USAGE: &str = "x-mock-no-usage";
+pub const TOOL_CALL: &str = "x-mock-tool-call";
+
+/// A ceiling on `x-mock-chunks`, so a typo cannot make the mock stream for hours.
+const MAX_CHUNKS: u64 = 100_000;
+
+/// The knobs one request set; unset ones fall back to the next source.
+#[derive(Debug, Default)]
+pub(crate) struct Knobs {
+    status: Option<u16>,
+    error_code: Option<String>,
+    latency_ms: Option<u64>,
+    chunk_delay_ms: Option<u64>,
+    chunks: Option<u64>,
+    disconnect_after: Option<u64>,
+    no_usage: Option<bool>,
+    tool_call: Option<bool>,
+}
+
+/// The `metadata` object of a chat request, read for the same knob names.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Metadata<'a> {
+    #[serde(rename = "x-mock-status", borrow, default)]
+    status: Option<Cow<'a, str>>,
+    #[serde(rename = "x-mock-error-code", borrow, default)]
+    error_code: Option<Cow<'a, str>>,
+    #[serde(rename = "x-mock-latency-ms", borrow, default)]
+    latency_ms: Option<Cow<'a, str>>,
+    #[serde(rename = "x-mock-chunk-delay-ms", borrow, default)]
+    chunk_delay_ms: Option<Cow<'a, str>>,
+    #[serde(rename = "x-mock-chunks", borrow, default)]
+    chunks: Option<Cow<'a, str>>,
+    #[serde(rename = "x-mock-disconnect-after", borrow, default)]
+    disconnect_after: Option<Cow<'a, str>>,
+    #[serde(rename = "x-mock-no-usage", borrow, default)]
+    no_usage: Option<Cow<'a, str>>,
+    #[serde(rename = "x-mock-tool-call", borrow, default)]
+    tool_call: Option<Cow<'a, str>>,
+}
+
+fn number(value: Option<&str>) -> Option<u64> {
+    value?.trim().parse().ok()
+}
+
+fn flag(value: Option<&str>) -> Option<bool> {
+    match value?.trim() {
+        "1" | "true" | "yes" => Some(true),
+        "0" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+impl Knobs {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Knobs {
+        // Requests without any knob (the benchmark's) skip the lookups below.
+        if !headers.keys().any(|name| name.as_str().starts_with("x-mock-")) {
+            return Knobs::default();
+        }
+        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        Knobs {
+            status: number(get(STATUS)).and_then(|s| u16::try_from(s).ok()),
+            error_code: get(ERROR_CODE).map(str::to_owned),
+            latency_ms: number(get(LATENCY_MS)),
+            chunk_delay_ms: number(get(CHUNK_DELAY_MS)),
+            chunks: number(get(CHUNKS)),
+            disconnect_after: number(get(DISCONNECT_AFTER)),
+            no_usage: flag(get(NO_USAGE)),
+            tool_call: flag(get(TOOL_CALL)),
+        }
+    }
+
+    pub(crate) fn from_metadata(meta: &Metadata<'_>) -> Knobs {
+        Knobs {
+            status: number(meta.status.as_deref()).and_then(|s| u16::try_from(s).ok()),
+            error_code: meta.error_code.as_deref().map(str::to_owned),
+            latency_ms: number(meta.latency_ms.as_deref()),
+            chunk_delay_ms: number(meta.chunk_delay_ms.as_deref()),
+            chunks: number(meta.chunks.as_deref()),
+            disconnect_after: number(meta.disconnect_after.as_deref()),
+            no_usage: flag(meta.no_usage.as_deref()),
+            tool_call: flag(meta.tool_call.as_deref()),
+        }
+    }
+
+    /// Fills the knobs `self` left unset from `fallback`.
+    pub(crate) fn or(self, fallback: Knobs) -> Knobs {
+        Knobs {
+            status: self.status.or(fallback.status),
+            error_code: self.error_code.or(fallback.error_code),
+            latency_ms: self.latency_ms.or(fallback.latency_ms),
+            chunk_delay_ms: self.chunk_delay_ms.or(fallback.chunk_delay_ms),
+            chunks: self.chunks.or(fallback.chunks),
+            disconnect_after: self.disconnect_after.or(fallback.disconnect_after),
+            no_usage: self.no_usage.or(fallback.no_usage),
+            tool_call: self.tool_call.or(fallback.tool_call),
+        }
+    }
+
+    /// The error status to answer with, if one was asked for (only 4xx and 5xx count).
+    pub(crate) fn status(&self) -> Option<StatusCode> {
+        self.status.filter(|s| (400..=599).contains(s)).and_then(|s| StatusCode::from_u16(s).ok())
+    }
+
+    pub(crate) fn take_error_code(&mut self) -> Option<String> {
+        self.error_code.take()
+    }
+
+    pub(crate) fn latency(&self, config: &MockConfig) -> Duration {
+        self.latency_ms.map_or(config.latency, Duration::from_millis)
+    }
+
+    pub(crate) fn chunk_delay(&self, config: &MockConfig) -> Duration {
+        self.chunk_delay_ms.map_or(config.chunk_delay, Duration::from_millis)
+    }
+
+    pub(crate) fn chunks(&self, config: &MockConfig) -> u64 {
+        self.chunks.unwrap_or(u64::from(config.chunks)).min(MAX_CHUNKS)
+    }
+
+    pub(crate) fn disconnect_after(&self) -> Option<u64> {
+        self.disconnect_after
+    }
+
+    pub(crate) fn no_usage(&self) -> bool {
+        self.no_usage.unwrap_or(false)
+    }
+
+    pub(crate) fn tool_call(&self) -> bool {
+        self.tool_call.unwrap_or(false)
+    }
+}

@@ -1,0 +1,194 @@
+//! What every handler shares: configuration, counters, the last request seen, fail keys, and
+//! the admission steps all API requests go through.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, StatusCode, Uri};
+
+use crate::error::ApiError;
+use crate::knobs::Knobs;
+use crate::{MockConfig, MockStats};
+
+/// Which provider's URL and key header a request came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// `/v1/...` with `Authorization: Bearer <key>`.
+    OpenAi,
+    /// `/openai/deployments/{deployment}/...?api-version=...` with `api-key: <key>`
+    /// (a Bearer token is accepted too, as Azure does for Entra ID tokens).
+    Azure,
+}
+
+/// One counter per endpoint, so a request touches one shared cache line, not two.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub chat: AtomicU64,
+    pub embeddings: AtomicU64,
+    pub models: AtomicU64,
+    pub other: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> MockStats {
+        let chat_completions = self.chat.load(Ordering::Relaxed);
+        let embeddings = self.embeddings.load(Ordering::Relaxed);
+        let models = self.models.load(Ordering::Relaxed);
+        let other = self.other.load(Ordering::Relaxed);
+        MockStats {
+            requests: chat_completions + embeddings + models + other,
+            chat_completions,
+            embeddings,
+            models,
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The last API request, as received (headers moved, body shared, nothing copied).
+pub(crate) struct Recorded {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+pub(crate) struct Shared {
+    pub config: MockConfig,
+    pub counters: Counters,
+    pub last: Mutex<Option<Recorded>>,
+    fail_keys: RwLock<HashMap<String, u16>>,
+    /// Lets requests skip the fail-key lock while no key is set (the benchmark's case).
+    fail_key_count: AtomicUsize,
+    seq: AtomicU64,
+    /// `GET /v1/models`, serialized once.
+    pub models_body: Bytes,
+}
+
+impl Shared {
+    pub(crate) fn new(mut config: MockConfig) -> Shared {
+        let fail_keys = std::mem::take(&mut config.fail_keys);
+        let models_body = crate::models::list_body(&config.models);
+        Shared {
+            counters: Counters::default(),
+            last: Mutex::new(None),
+            fail_key_count: AtomicUsize::new(fail_keys.len()),
+            fail_keys: RwLock::new(fail_keys),
+            seq: AtomicU64::new(0),
+            models_body,
+            config,
+        }
+    }
+
+    /// A number unique to this mock's lifetime, for response and tool call ids.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn set_fail_key(&self, key: String, status: u16) {
+        let mut keys = self.fail_keys.write().unwrap_or_else(|e| e.into_inner());
+        keys.insert(key, status);
+        self.fail_key_count.store(keys.len(), Ordering::Release);
+    }
+
+    pub(crate) fn clear_fail_key(&self, key: &str) {
+        let mut keys = self.fail_keys.write().unwrap_or_else(|e| e.into_inner());
+        keys.remove(key);
+        self.fail_key_count.store(keys.len(), Ordering::Release);
+    }
+
+    fn fail_status(&self, key: &str) -> Option<u16> {
+        if self.fail_key_count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.fail_keys.read().unwrap_or_else(|e| e.into_inner()).get(key).copied()
+    }
+
+    /// The steps every API request takes before its endpoint's own work: read the `x-mock-*`
+    /// headers, record the request, check the key (missing → 401, fail key → its status),
+    /// answer an `x-mock-status`. `Err` is the finished error response, already delayed by the
+    /// request's latency.
+    pub(crate) async fn admit(
+        &self,
+        flavor: Flavor,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: &Bytes,
+    ) -> Result<Knobs, Response> {
+        let mut knobs = Knobs::from_headers(&headers);
+        let verdict = match api_key(&headers, flavor) {
+            _ if flavor == Flavor::Azure && !has_api_version(&uri) => Err(ApiError::azure_missing_api_version()),
+            None => Err(ApiError::missing_key()),
+            Some(key) => match self.fail_status(key).and_then(|s| StatusCode::from_u16(s).ok()) {
+                Some(status) => Err(ApiError::injected(status, None)),
+                None => Ok(()),
+            },
+        };
+        let verdict = verdict.and_then(|()| match knobs.status() {
+            Some(status) => Err(ApiError::injected(status, knobs.take_error_code())),
+            None => Ok(()),
+        });
+        self.record(Recorded { method, uri, headers, body: body.clone() });
+        match verdict {
+            Ok(()) => Ok(knobs),
+            Err(error) => Err(self.reject(&knobs, error).await),
+        }
+    }
+
+    /// Answers `error` after the request's latency, counting it.
+    pub(crate) async fn reject(&self, knobs: &Knobs, error: ApiError) -> Response {
+        Counters::count(&self.counters.errors);
+        self.delay(knobs).await;
+        error.into_response()
+    }
+
+    /// Waits the request's latency (time before the response head).
+    pub(crate) async fn delay(&self, knobs: &Knobs) {
+        let latency = knobs.latency(&self.config);
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    }
+
+    fn record(&self, recorded: Recorded) {
+        let previous = self.last.lock().unwrap_or_else(|e| e.into_inner()).replace(recorded);
+        // The previous request's buffers are freed outside the lock.
+        drop(previous);
+    }
+}
+
+/// The key a request presents, if any.
+pub(crate) fn api_key(headers: &HeaderMap, flavor: Flavor) -> Option<&str> {
+    if flavor == Flavor::Azure {
+        if let Some(key) = headers.get("api-key").and_then(|v| v.to_str().ok()) {
+            let key = key.trim();
+            if !key.is_empty() {
+                return Some(key);
+            }
+        }
+    }
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Whether the query string has an `api-version` parameter with a value.
+pub(crate) fn has_api_version(uri: &Uri) -> bool {
+    uri.query()
+        .is_some_and(|q| q.split('&').any(|pair| pair.strip_prefix("api-version=").is_some_and(|v| !v.is_empty())))
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,499 @@
+//! Forwarding one admitted request: try channels in plan order until one answers,
+//! retrying connection errors, timeouts, 429 and 5xx on the next channel while nothing
+//! has reached the client; then pass the answer through (streams event by event, never
+//! buffered whole), learn the usage, and settle.
+//!
+//! The work runs in a task of its own, not in the handler: when a client goes away, the
+//! handler's future is dropped, but the upstream is still read (for at most
+//! `relay.drain_timeout_secs`) so that what was produced is billed.
+
+use super::admit::Admission;
+use super::table::Upstream;
+use super::writer::Slot;
+use super::Relay;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use firefly_core::money::{cost, TokenUsage};
+use firefly_core::time::now_ms;
+use firefly_core::{Error, ErrorCode};
+use firefly_providers::adapter::{Operation, RequestContext};
+use firefly_providers::openai::{StreamUsageFilter, Usage, Verdict};
+use firefly_providers::sse::SseParser;
+use firefly_providers::UpstreamFailure;
+use firefly_store::{ChannelStatus, UsageRecord};
+use futures::StreamExt;
+use http::{HeaderValue, StatusCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// The upstream body for an upstream model name.
+pub type BodyFor = Box<dyn Fn(Option<&str>) -> Bytes + Send + Sync>;
+
+/// A failed attempt: what it means, why (for the log), and the upstream's answer if any.
+struct Failure {
+    verdict: UpstreamFailure,
+    reason: String,
+    answer: Option<(StatusCode, Bytes)>,
+}
+
+/// What is being relayed.
+pub struct Call {
+    pub op: Operation,
+    pub model: String,
+    pub stream: bool,
+    pub client_wants_usage: bool,
+    /// The client's body, per upstream model name.
+    pub body: BodyFor,
+    pub request_id: String,
+    /// Body length: the fallback estimate of input tokens when the upstream reports none.
+    pub input_bytes: usize,
+}
+
+/// Largest non-stream upstream answer read (a completion with many choices, embeddings
+/// of a big batch).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest upstream error body read for classification.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// Runs `call` in a task of its own and returns the response head as soon as there is one.
+pub async fn relay(state: AppState, admission: Admission, call: Call) -> Response {
+    let (tx, rx) = oneshot::channel();
+    let slot = state.relay.usage.begin().await;
+    let task_state = state.clone();
+    state.tasks.spawn(move |_| async move {
+        run(task_state, admission, call, tx, slot).await;
+    });
+    rx.await.unwrap_or_else(|_| crate::http::error::internal("relay task ended without an answer").into_response())
+}
+
+/// How one attempt went.
+enum Attempt {
+    /// A 2xx answer: what to do with its body.
+    Answer(reqwest::Response),
+    Failed(Failure),
+}
+
+impl Attempt {
+    /// A connection error or timeout: no answer, retryable.
+    fn failed(reason: String) -> Attempt {
+        Attempt::Failed(Failure { verdict: UpstreamFailure::CONNECTION, reason, answer: None })
+    }
+}
+
+struct Outcome {
+    status: StatusCode,
+    usage: Option<Usage>,
+    /// Fallback counts when the upstream gave no usage.
+    events: u64,
+    channel_id: Option<i64>,
+    first_byte: Option<Duration>,
+    error: Option<(String, String)>,
+}
+
+async fn run(state: AppState, admission: Admission, call: Call, reply: oneshot::Sender<Response>, slot: Slot) {
+    let started = Instant::now();
+    let relay = &state.relay;
+    let mut reply = Some(reply);
+    let mut last: Option<Failure> = None;
+    let mut outcome = None;
+    let mut last_channel = None;
+    let attempts = relay.settings.max_attempts as usize;
+    let plan = &admission.plan;
+    let mut tried = 0usize;
+    let mut i = 0usize;
+    while tried < attempts && !plan.is_empty() && i < plan.len() * attempts {
+        let upstream = &plan[i % plan.len()];
+        i += 1;
+        if !upstream.breaker.allow(Instant::now()) || !upstream.take_rpm() {
+            continue;
+        }
+        if tried > 0 {
+            let hint = last.as_ref().and_then(|f| match f.verdict {
+                UpstreamFailure::Retryable { retry_after } => retry_after,
+                _ => None,
+            });
+            tokio::time::sleep(backoff(tried, hint)).await;
+        }
+        tried += 1;
+        last_channel = Some(upstream.id);
+        match attempt(relay, upstream, &call).await {
+            Attempt::Answer(response) => {
+                upstream.breaker.success();
+                let sent = if call.stream {
+                    stream(relay, response, &call, &mut reply, started).await
+                } else {
+                    whole(relay, response, &mut reply, started).await
+                };
+                match sent {
+                    Ok(mut o) => {
+                        o.channel_id = Some(upstream.id);
+                        outcome = Some(o);
+                        break;
+                    }
+                    // The body broke before anything reached the client: retry.
+                    Err(reason) => {
+                        upstream.breaker.failure(Instant::now());
+                        last = Some(Failure { verdict: UpstreamFailure::CONNECTION, reason, answer: None });
+                    }
+                }
+            }
+            Attempt::Failed(failure) => {
+                tracing::warn!(channel_id = upstream.id, reason = %failure.reason, verdict = ?failure.verdict, "upstream attempt failed");
+                match failure.verdict {
+                    UpstreamFailure::Fatal => {
+                        // The request's own fault: the channel is fine, nothing is retried.
+                        upstream.breaker.success();
+                        last = Some(failure);
+                        break;
+                    }
+                    UpstreamFailure::AuthFailed | UpstreamFailure::OutOfBalance => {
+                        auto_disable(&state, upstream, &failure.reason).await;
+                    }
+                    UpstreamFailure::Retryable { .. } => upstream.breaker.failure(Instant::now()),
+                }
+                last = Some(failure);
+            }
+        }
+    }
+
+    let outcome = match outcome {
+        Some(o) => o,
+        None => {
+            let (status, response, error) = failure_response(tried, last);
+            if let Some(tx) = reply.take() {
+                let _ = tx.send(response);
+            }
+            Outcome { status, usage: None, events: 0, channel_id: last_channel, first_byte: None, error: Some(error) }
+        }
+    };
+    settle(admission, &call, outcome, started, slot);
+}
+
+fn backoff(tried: usize, hint: Option<Duration>) -> Duration {
+    let base = Duration::from_millis(50 * (1u64 << tried.min(5)));
+    let jittered = base.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+    hint.unwrap_or(jittered).min(Duration::from_secs(1))
+}
+
+async fn attempt(relay: &Relay, upstream: &Upstream, call: &Call) -> Attempt {
+    let model = upstream.upstream_model(&call.model);
+    let ctx = RequestContext {
+        base_url: &upstream.base_url,
+        api_version: upstream.api_version.as_deref(),
+        key: upstream.key(),
+        model: Some(model),
+    };
+    let head = match upstream.adapter.build(call.op, &ctx) {
+        Ok(head) => head,
+        Err(e) => {
+            return Attempt::Failed(Failure {
+                verdict: UpstreamFailure::AuthFailed,
+                reason: format!("channel misconfigured: {e}"),
+                answer: None,
+            })
+        }
+    };
+    let body = (call.body)(Some(model));
+    let request = relay.client.request(head.method, head.url).headers(head.headers).body(body);
+    let sent = tokio::time::timeout(relay.settings.first_byte_timeout, request.send()).await;
+    let response = match sent {
+        Err(_) => return Attempt::failed("no answer within the first-byte timeout".into()),
+        Ok(Err(e)) => return Attempt::failed(format!("connection failed: {}", short(&e))),
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status();
+    if status.is_success() {
+        return Attempt::Answer(response);
+    }
+    let headers = response.headers().clone();
+    let body = read_limited(response, MAX_ERROR_BYTES, relay.settings.chunk_timeout).await.unwrap_or_default();
+    let failure = upstream.adapter.classify(status.as_u16(), &headers, &body);
+    Attempt::Failed(Failure {
+        verdict: failure,
+        reason: format!("HTTP {}", status.as_u16()),
+        answer: Some((status, body)),
+    })
+}
+
+/// The error of a reqwest call without its URL (which names the channel's host).
+fn short(e: &reqwest::Error) -> String {
+    let kind = if e.is_connect() {
+        "connect"
+    } else if e.is_timeout() {
+        "timeout"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "request"
+    };
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    format!("{kind}: {detail}")
+}
+
+/// Reads a body up to `limit` bytes with `idle` as the longest wait for a chunk.
+async fn read_limited(response: reqwest::Response, limit: usize, idle: Duration) -> Result<Bytes, String> {
+    let mut stream = response.bytes_stream();
+    let mut buf = BytesMut::new();
+    loop {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Err(_) => return Err("the upstream stalled mid-body".into()),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(e))) => return Err(format!("reading the body failed: {}", short(&e))),
+            Ok(Some(Ok(chunk))) => {
+                if buf.len() + chunk.len() > limit {
+                    return Err(format!("the upstream's answer is larger than {limit} bytes"));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
+/// A non-stream answer: read whole (it is one JSON document), then sent.
+async fn whole(
+    relay: &Relay,
+    response: reqwest::Response,
+    reply: &mut Option<oneshot::Sender<Response>>,
+    started: Instant,
+) -> Result<Outcome, String> {
+    let status = response.status();
+    let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
+    let body = read_limited(response, MAX_RESPONSE_BYTES, relay.settings.chunk_timeout).await?;
+    let first_byte = started.elapsed();
+    let usage = Usage::from_response(&body);
+    let mut out = Response::new(Body::from(body));
+    *out.status_mut() = status;
+    out.headers_mut()
+        .insert(http::header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("application/json")));
+    let status = match reply.take().map(|tx| tx.send(out).is_ok()) {
+        Some(true) => status,
+        _ => StatusCode::from_u16(499).expect("499 is a valid status"),
+    };
+    Ok(Outcome { status, usage, events: 0, channel_id: None, first_byte: Some(first_byte), error: None })
+}
+
+/// A stream: the response head goes out now; events follow as they come.
+async fn stream(
+    relay: &Relay,
+    response: reqwest::Response,
+    call: &Call,
+    reply: &mut Option<oneshot::Sender<Response>>,
+    started: Instant,
+) -> Result<Outcome, String> {
+    let mut upstream = response.bytes_stream();
+    // The first chunk is awaited before anything is sent, so an upstream that fails
+    // right away can still be retried on another channel.
+    let first = match tokio::time::timeout(relay.settings.chunk_timeout, upstream.next()).await {
+        Err(_) => return Err("the upstream stalled before the first event".into()),
+        Ok(None) => return Err("the upstream closed the stream before the first event".into()),
+        Ok(Some(Err(e))) => return Err(format!("reading the stream failed: {}", short(&e))),
+        Ok(Some(Ok(chunk))) => chunk,
+    };
+    let first_byte = started.elapsed();
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let body = Body::from_stream(tokio_stream_from(rx));
+    let mut head = Response::new(body);
+    let headers = head.headers_mut();
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let mut client = reply.take().is_some_and(|r| r.send(head).is_ok());
+
+    let mut parser = SseParser::new();
+    let mut filter = StreamUsageFilter::new(call.client_wants_usage);
+    let mut events = 0u64;
+    let mut error = None;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut pending = Some(Ok(first));
+    loop {
+        let chunk = match pending.take() {
+            Some(c) => Some(c),
+            None => {
+                let wait = match deadline {
+                    Some(d) => {
+                        d.saturating_duration_since(tokio::time::Instant::now()).min(relay.settings.chunk_timeout)
+                    }
+                    None => relay.settings.chunk_timeout,
+                };
+                match tokio::time::timeout(wait, upstream.next()).await {
+                    Ok(c) => c,
+                    Err(_) => {
+                        error = Some(("upstream_timeout".to_owned(), "the upstream stalled mid-stream".to_owned()));
+                        break;
+                    }
+                }
+            }
+        };
+        let chunk = match chunk {
+            None => break,
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                error = Some(("upstream_disconnected".to_owned(), format!("the stream broke: {}", short(&e))));
+                break;
+            }
+        };
+        parser.push_bytes(chunk);
+        let mut out = BytesMut::new();
+        loop {
+            match parser.next_event() {
+                Ok(Some(event)) => {
+                    if carries_text(&event.data) {
+                        events += 1;
+                    }
+                    match filter.on_event(&event) {
+                        Verdict::Forward => out.extend_from_slice(&event.raw),
+                        Verdict::Replace(bytes) => out.extend_from_slice(&bytes),
+                        Verdict::Drop => {}
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(("upstream_bad_stream".to_owned(), e.to_string()));
+                    break;
+                }
+            }
+        }
+        if client && !out.is_empty() && tx.send(Ok(out.freeze())).await.is_err() {
+            // The client left: keep reading, for a bounded time, to bill what is produced.
+            client = false;
+            deadline = Some(tokio::time::Instant::now() + relay.settings.drain_timeout);
+        }
+        if error.is_some() || deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            break;
+        }
+    }
+    if error.is_none() {
+        if let Err(e) = parser.finish() {
+            error = Some(("upstream_disconnected".to_owned(), e.to_string()));
+        }
+    }
+    if let (Some((code, message)), true) = (&error, client) {
+        // Tell the client in-band, as OpenAI does, then end the stream.
+        let event = serde_json::json!({"error": {"message": message, "type": "server_error", "code": code}});
+        let _ = tx.send(Ok(firefly_providers::sse::encode_event(event.to_string().as_bytes()))).await;
+    }
+    let status = if !client && deadline.is_some() {
+        StatusCode::from_u16(499).expect("valid")
+    } else if error.is_some() {
+        StatusCode::BAD_GATEWAY
+    } else {
+        StatusCode::OK
+    };
+    Ok(Outcome { status, usage: filter.usage(), events, channel_id: None, first_byte: Some(first_byte), error })
+}
+
+/// Whether a chunk carries generated text (content, reasoning, a refusal or tool-call
+/// arguments): the fallback count of output tokens when the upstream reports no usage.
+fn carries_text(data: &[u8]) -> bool {
+    const KEYS: [&[u8]; 4] = [b"\"content\":", b"\"arguments\":", b"\"reasoning_content\":", b"\"refusal\":"];
+    KEYS.iter().any(|key| {
+        memchr::memmem::find_iter(data, key).any(|at| {
+            let rest = &data[at + key.len()..];
+            let rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+            rest.len() >= 2 && rest[0] == b'"' && rest[1] != b'"'
+        })
+    })
+}
+
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The answer when no channel answered: the upstream's own error for the request's fault,
+/// else one of ours.
+fn failure_response(tried: usize, last: Option<Failure>) -> (StatusCode, Response, (String, String)) {
+    match last {
+        Some(Failure { verdict: UpstreamFailure::Fatal, reason, answer: Some((status, body)) }) => {
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = status;
+            response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            (status, response, ("upstream_rejected".into(), reason))
+        }
+        Some(Failure { reason, .. }) => {
+            let message =
+                format!("The upstream provider failed on every channel tried ({tried} attempts; last: {reason}).");
+            let error = Error::with_message(ErrorCode::UpstreamFailed, message.clone());
+            (
+                StatusCode::BAD_GATEWAY,
+                crate::http::ApiError(error).into_response(),
+                (ErrorCode::UpstreamFailed.as_str().into(), message),
+            )
+        }
+        None => {
+            let code = ErrorCode::NoChannelAvailable;
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                crate::http::ApiError::from(code).into_response(),
+                (code.as_str().into(), code.default_message().into()),
+            )
+        }
+    }
+}
+
+async fn auto_disable(state: &AppState, upstream: &Arc<Upstream>, reason: &str) {
+    let why = format!("auto-disabled: upstream answered {reason}");
+    tracing::error!(channel_id = upstream.id, %reason, "channel auto-disabled");
+    state.relay.routes.remove(upstream.id);
+    if let Err(e) = state.store.set_channel_status(upstream.id, ChannelStatus::AutoDisabled, Some(&why), now_ms()).await
+    {
+        tracing::error!(channel_id = upstream.id, error = %e, "could not record the auto-disable");
+    }
+}
+
+fn settle(admission: Admission, call: &Call, o: Outcome, started: Instant, slot: Slot) {
+    let Admission { hold, mut lease, price, multiplier_bp, user_id, key_id, .. } = admission;
+    let usage = match o.usage {
+        Some(u) => TokenUsage {
+            input: u.prompt_tokens as i64,
+            output: u.completion_tokens as i64,
+            cached_input: u.cached_tokens as i64,
+        },
+        // No usage from the upstream: a stream's content events (about one token each) and
+        // a quarter of the body's bytes; nothing at all when nothing was answered.
+        None if o.status.is_success() || o.events > 0 => {
+            TokenUsage { input: (call.input_bytes / 4).max(1) as i64, output: o.events as i64, cached_input: 0 }
+        }
+        None => TokenUsage::default(),
+    };
+    let amount = cost(&price, &usage, multiplier_bp).unwrap_or(hold.amount());
+    let (charged, hold_id) = hold.settle(amount);
+    if charged < amount {
+        tracing::warn!(request_id = %call.request_id, cost = amount, charged, "cost exceeded the reservation; charged the reservation");
+    }
+    lease.settle((usage.input + usage.output).max(0) as u64);
+    drop(lease);
+    let record = UsageRecord {
+        request_id: call.request_id.clone(),
+        user_id,
+        api_key_id: Some(key_id),
+        channel_id: o.channel_id,
+        endpoint: match call.op {
+            Operation::Embeddings => "embeddings".into(),
+            _ => "chat.completions".into(),
+        },
+        model: call.model.clone(),
+        stream: call.stream,
+        input_tokens: usage.input,
+        output_tokens: usage.output,
+        cached_tokens: usage.cached_input,
+        credits: charged,
+        latency_ms: started.elapsed().as_millis() as i64,
+        first_token_ms: o.first_byte.map(|d| d.as_millis() as i64),
+        status: o.status.as_u16() as i64,
+        error_code: o.error.as_ref().map(|(c, _)| c.clone()),
+        error_message: o.error.map(|(_, m)| m.chars().take(500).collect()),
+        created_at: now_ms(),
+        hold_id,
+    };
+    slot.send(record, Some(key_id));
+}

@@ -1,0 +1,166 @@
+//! The OpenAI-compatible API: `GET /v1/models`, `POST /v1/chat/completions` (streaming
+//! and not) and `POST /v1/embeddings`, authenticated by API key. Errors take OpenAI's
+//! shape (`{"error": {"message", "type", "param", "code"}}`), rendered for every `/v1`
+//! path by the request-context middleware.
+
+use super::admit::{model_not_found, Ask};
+use super::forward::{relay, Call};
+use crate::http::context::{ClientChoseId, RequestId};
+use crate::http::{ApiError, ApiResult, Path};
+use crate::keys::auth::{CachedKey, KeyAuth};
+use crate::ops::openapi::ErrorResponse;
+use crate::state::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use firefly_core::{Error, ErrorCode};
+use firefly_providers::adapter::Operation;
+use firefly_providers::openai::{ChatRequest, EmbeddingsRequest, RequestError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+const TAG: &str = "openai";
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelObject {
+    #[schema(example = "gpt-4o-mini")]
+    id: String,
+    #[schema(example = "model")]
+    object: &'static str,
+    created: i64,
+    #[schema(example = "firefly")]
+    owned_by: &'static str,
+}
+
+impl ModelObject {
+    fn new(id: String) -> Self {
+        ModelObject { id, object: "model", created: 0, owned_by: "firefly" }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelList {
+    #[schema(example = "list")]
+    object: &'static str,
+    data: Vec<ModelObject>,
+}
+
+/// The models this key may use: served by an enabled channel, priced, and on the key's
+/// allow-list when it has one.
+async fn usable_models(state: &AppState, key: &CachedKey) -> ApiResult<Vec<String>> {
+    let table = state.relay.routes.current();
+    let prices = state.relay.prices().await?;
+    let allowed = &key.auth.key.models;
+    Ok(table
+        .models()
+        .iter()
+        .filter(|m| prices.contains_key(*m) && (allowed.is_empty() || allowed.contains(m)))
+        .cloned()
+        .collect())
+}
+
+/// List the models this API key may use.
+#[utoipa::path(get, path = "/v1/models", tag = TAG, security(("api_key" = [])),
+    responses((status = 200, body = ModelList), (status = 401, body = ErrorResponse)))]
+pub async fn list_models(State(state): State<AppState>, KeyAuth(key): KeyAuth) -> ApiResult<Json<ModelList>> {
+    let data = usable_models(&state, &key).await?.into_iter().map(ModelObject::new).collect();
+    Ok(Json(ModelList { object: "list", data }))
+}
+
+/// One model this API key may use.
+#[utoipa::path(get, path = "/v1/models/{model}", tag = TAG, params(("model" = String, Path)), security(("api_key" = [])),
+    responses((status = 200, body = ModelObject), (status = 404, body = ErrorResponse)))]
+pub async fn get_model(
+    State(state): State<AppState>,
+    KeyAuth(key): KeyAuth,
+    Path(model): Path<String>,
+) -> ApiResult<Json<ModelObject>> {
+    if usable_models(&state, &key).await?.contains(&model) {
+        Ok(Json(ModelObject::new(model)))
+    } else {
+        Err(model_not_found(&model))
+    }
+}
+
+/// A chat completion, streamed (`"stream": true`, Server-Sent Events) or not: OpenAI's
+/// request and response bodies, passed through to the upstream channel.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = TAG, security(("api_key" = [])),
+    request_body(content = serde_json::Value, description = "OpenAI's chat-completions request", content_type = "application/json"),
+    responses((status = 200, description = "`chat.completion`, or an SSE stream of `chat.completion.chunk`"),
+              (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 402, body = ErrorResponse),
+              (status = 404, body = ErrorResponse), (status = 429, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    KeyAuth(key): KeyAuth,
+    Extension(id): Extension<RequestId>,
+    client_chose: Option<Extension<ClientChoseId>>,
+    body: Body,
+) -> Response {
+    let result: ApiResult<Response> = async {
+        let bytes = read_body(&state, body).await?;
+        let request = ChatRequest::parse(bytes).map_err(invalid)?;
+        let per_choice = request.output_limit().unwrap_or(state.relay.settings.default_output_reserve);
+        let ask = Ask {
+            model: request.model(),
+            input_bytes: request.body().len(),
+            output_tokens: per_choice.saturating_mul(request.n()),
+        };
+        let admission = state.relay.admit(&key, ask).await?;
+        let call = Call {
+            op: Operation::ChatCompletions,
+            model: request.model().to_owned(),
+            stream: request.stream(),
+            client_wants_usage: request.client_wants_usage(),
+            input_bytes: request.body().len(),
+            request_id: id.unique(client_chose.is_some()),
+            body: Box::new(move |model| request.upstream_body(model)),
+        };
+        Ok(relay(state.clone(), admission, call).await)
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Embeddings: OpenAI's request and response bodies, passed through.
+#[utoipa::path(post, path = "/v1/embeddings", tag = TAG, security(("api_key" = [])),
+    request_body(content = serde_json::Value, description = "OpenAI's embeddings request", content_type = "application/json"),
+    responses((status = 200, description = "OpenAI's embeddings list"),
+              (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 402, body = ErrorResponse),
+              (status = 404, body = ErrorResponse), (status = 429, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
+pub async fn embeddings(
+    State(state): State<AppState>,
+    KeyAuth(key): KeyAuth,
+    Extension(id): Extension<RequestId>,
+    client_chose: Option<Extension<ClientChoseId>>,
+    body: Body,
+) -> Response {
+    let result: ApiResult<Response> = async {
+        let bytes = read_body(&state, body).await?;
+        let request = EmbeddingsRequest::parse(bytes).map_err(invalid)?;
+        let ask = Ask { model: request.model(), input_bytes: request.body().len(), output_tokens: 0 };
+        let admission = state.relay.admit(&key, ask).await?;
+        let call = Call {
+            op: Operation::Embeddings,
+            model: request.model().to_owned(),
+            stream: false,
+            client_wants_usage: false,
+            input_bytes: request.body().len(),
+            request_id: id.unique(client_chose.is_some()),
+            body: Box::new(move |model| request.upstream_body(model)),
+        };
+        Ok(relay(state.clone(), admission, call).await)
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn read_body(state: &AppState, body: Body) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, state.relay.settings.max_body_bytes).await.map_err(|_| ErrorCode::BodyTooLarge.into())
+}
+
+fn invalid(e: RequestError) -> ApiError {
+    let mut error = Error::with_message(ErrorCode::InvalidRequest, e.to_string());
+    error.details = Some(serde_json::json!({ "param": e.param(), "reason": e.code() }));
+    ApiError(error)
+}

@@ -1,0 +1,133 @@
+//! The HTTP surface. Routes are registered with `utoipa_axum::routes!`, which takes the
+//! path from each handler's OpenAPI annotation: a route cannot exist undocumented.
+
+use crate::http::context::request_context;
+use crate::http::error::ApiError;
+use crate::http::extract::TrustedProxies;
+use crate::http::headers::security_headers;
+use crate::ops::openapi::ApiDoc;
+use crate::state::AppState;
+use crate::{accounts::handlers as auth, admin, billing, keys, ops, relay};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{from_fn, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
+use firefly_core::ErrorCode;
+use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The documented API routes and their OpenAPI document.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::get_profile, auth::put_profile))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(auth::get_preferences, auth::put_preferences))
+        .routes(routes!(keys::create_key, keys::list_keys))
+        .routes(routes!(keys::update_key, keys::delete_key))
+        .routes(routes!(keys::current_key))
+        .routes(routes!(admin::list_users))
+        .routes(routes!(admin::set_status))
+        .routes(routes!(admin::set_role))
+        .routes(routes!(billing::balance))
+        .routes(routes!(billing::ledger))
+        .routes(routes!(billing::redeem))
+        .routes(routes!(billing::admin::change_credits))
+        .routes(routes!(billing::admin::create_batch, billing::admin::list_batches))
+        .routes(routes!(billing::pricing::list_prices))
+        .routes(routes!(billing::pricing::put_price, billing::pricing::delete_price))
+        .routes(routes!(billing::pricing::list_groups, billing::pricing::create_group))
+        .routes(routes!(billing::pricing::update_group, billing::pricing::delete_group))
+        .routes(routes!(billing::pricing::set_user_group))
+        .routes(routes!(relay::channels::list_channels, relay::channels::create_channel))
+        .routes(routes!(relay::channels::get_channel, relay::channels::update_channel, relay::channels::delete_channel))
+        .routes(routes!(relay::probe::test_channel))
+        .routes(routes!(relay::openai::list_models))
+        .routes(routes!(relay::openai::get_model))
+        .routes(routes!(relay::openai::chat_completions))
+        .routes(routes!(relay::openai::embeddings))
+        .routes(routes!(relay::usage::my_logs))
+        .routes(routes!(relay::usage::all_logs))
+        .routes(routes!(relay::usage::stats))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::openapi_json))
+        .routes(routes!(ops::docs::page))
+        .routes(routes!(ops::docs::script))
+        .split_for_parts()
+}
+
+/// The OpenAPI document as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = api();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+pub fn build(state: AppState) -> Router {
+    let (api, _) = api();
+    let cfg = &state.config.server;
+    let timeout = Duration::from_secs(cfg.request_timeout_secs);
+    let hsts = cfg.hsts;
+
+    let mut router = api
+        .fallback(|| async { ApiError::from(ErrorCode::RouteNotFound) })
+        .method_not_allowed_fallback(|| async { ApiError::from(ErrorCode::MethodNotAllowed) })
+        .with_state(state.clone())
+        .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
+        .layer(CatchPanicLayer::custom(|panic: Box<dyn std::any::Any + Send>| {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("non-string panic");
+            crate::http::error::internal(format!("handler panicked: {what}")).into_response()
+        }))
+        .layer(from_fn(move |req: Request, next: Next| with_timeout(timeout, req, next)));
+    if let Some(cors) = cors(&cfg.cors_origins) {
+        router = router.layer(cors);
+    }
+    router
+        .layer(from_fn(move |req, next| security_headers(hsts, req, next)))
+        .layer(Extension(TrustedProxies::parse(&cfg.trusted_proxies)))
+        .layer(from_fn(request_context))
+}
+
+/// Bounds the time to a response head. The relay's `/v1` routes have their own upstream
+/// timeouts (`relay.*_timeout_secs`): a long completion is not an abandoned request.
+async fn with_timeout(limit: Duration, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/v1/") {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::from(ErrorCode::Timeout).into_response(),
+    }
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    // Browsers never let `*` cover Authorization, so the headers are named.
+    let headers = ["authorization", "content-type", "x-api-key", "x-request-id", "anthropic-version"]
+        .map(http::HeaderName::from_static);
+    let layer = CorsLayer::new()
+        .allow_methods(Any)
+        .allow_headers(headers)
+        .expose_headers([http::HeaderName::from_static("x-request-id"), http::header::RETRY_AFTER])
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        return Some(layer.allow_origin(Any));
+    }
+    let list = origins.iter().filter_map(|o| o.parse().ok()).collect::<Vec<http::HeaderValue>>();
+    Some(layer.allow_origin(AllowOrigin::list(list)))
+}
