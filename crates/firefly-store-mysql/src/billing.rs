@@ -147,30 +147,36 @@ pub(crate) async fn grant_new_user(conn: &mut MySqlConnection, grant: &NewLedger
 #[async_trait]
 impl BillingStore for MysqlStore {
     async fn append_ledger(&self, entry: NewLedgerEntry, allow_negative: bool) -> StoreResult<LedgerOutcome> {
-        let mut conn = self.write.acquire().await.map_err(db_err)?;
-        ensure_balance_row(&mut conn, entry.user_id, entry.now).await?;
-        let mut tx = conn.begin().await.map_err(db_err)?;
-        match append_in(&mut tx, &entry, allow_negative).await? {
-            Some(outcome @ LedgerOutcome::Applied(_)) => {
-                tx.commit().await.map_err(db_err)?;
-                Ok(outcome)
-            }
-            Some(outcome) => {
-                tx.rollback().await.map_err(db_err)?;
-                Ok(outcome)
-            }
-            None => {
-                tx.rollback().await.map_err(db_err)?;
-                // Outside the transaction, so the read sees the winner's committed row.
-                match ledger_by_key(&mut conn, &entry.idempotency_key).await? {
-                    Some(existing) => Ok(LedgerOutcome::for_existing(existing, &entry)),
-                    None => Err(StoreError::Corrupt(format!(
-                        "idempotency key {:?} conflicted but no row has it",
-                        entry.idempotency_key
-                    ))),
+        crate::retry_deadlocks(|| {
+            let entry = entry.clone();
+            async move {
+                let mut conn = self.write.acquire().await.map_err(db_err)?;
+                ensure_balance_row(&mut conn, entry.user_id, entry.now).await?;
+                let mut tx = conn.begin().await.map_err(db_err)?;
+                match append_in(&mut tx, &entry, allow_negative).await? {
+                    Some(outcome @ LedgerOutcome::Applied(_)) => {
+                        tx.commit().await.map_err(db_err)?;
+                        Ok(outcome)
+                    }
+                    Some(outcome) => {
+                        tx.rollback().await.map_err(db_err)?;
+                        Ok(outcome)
+                    }
+                    None => {
+                        tx.rollback().await.map_err(db_err)?;
+                        // Outside the transaction, so the read sees the winner's committed row.
+                        match ledger_by_key(&mut conn, &entry.idempotency_key).await? {
+                            Some(existing) => Ok(LedgerOutcome::for_existing(existing, &entry)),
+                            None => Err(StoreError::Corrupt(format!(
+                                "idempotency key {:?} conflicted but no row has it",
+                                entry.idempotency_key
+                            ))),
+                        }
+                    }
                 }
             }
-        }
+        })
+        .await
     }
 
     async fn balance(&self, user_id: i64) -> StoreResult<i64> {
@@ -267,63 +273,66 @@ impl BillingStore for MysqlStore {
     }
 
     async fn redeem_code(&self, code_hash: &str, user_id: i64, now: Millis) -> StoreResult<RedeemOutcome> {
-        let mut conn = self.write.acquire().await.map_err(db_err)?;
-        ensure_balance_row(&mut conn, user_id, now).await?;
-        let mut tx = conn.begin().await.map_err(db_err)?;
-        // Claim the code with one conditional write: exactly one concurrent claim succeeds.
-        // The others queue on the code's row lock and, once the winner commits, re-read
-        // the row as redeemed and match nothing. The hint pins the unique hash index: on a
-        // small table MariaDB may prefer a range over `redeemed_by IS NULL`, and under
-        // REPEATABLE READ that scan would lock every unredeemed code and the gaps between.
-        let claimed = sqlx::query(
-            "UPDATE redemption_codes FORCE INDEX (redemption_codes_hash) SET redeemed_by = ?, redeemed_at = ?
+        crate::retry_deadlocks(|| async move {
+            let mut conn = self.write.acquire().await.map_err(db_err)?;
+            ensure_balance_row(&mut conn, user_id, now).await?;
+            let mut tx = conn.begin().await.map_err(db_err)?;
+            // Claim the code with one conditional write: exactly one concurrent claim succeeds.
+            // The others queue on the code's row lock and, once the winner commits, re-read
+            // the row as redeemed and match nothing. The hint pins the unique hash index: on a
+            // small table MariaDB may prefer a range over `redeemed_by IS NULL`, and under
+            // REPEATABLE READ that scan would lock every unredeemed code and the gaps between.
+            let claimed = sqlx::query(
+                "UPDATE redemption_codes FORCE INDEX (redemption_codes_hash) SET redeemed_by = ?, redeemed_at = ?
              WHERE code_hash = ? AND redeemed_by IS NULL
                AND batch_id IN (SELECT id FROM redemption_batches WHERE expires_at IS NULL OR expires_at > ?)",
-        )
-        .bind(user_id)
-        .bind(now)
-        .bind(code_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        // The transaction's snapshot starts here, after the lock wait, so it sees
-        // whatever the winner committed.
-        let row = sqlx::query(
-            "SELECT c.id, c.redeemed_by, b.amount FROM redemption_codes c
+            )
+            .bind(user_id)
+            .bind(now)
+            .bind(code_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+            // The transaction's snapshot starts here, after the lock wait, so it sees
+            // whatever the winner committed.
+            let row = sqlx::query(
+                "SELECT c.id, c.redeemed_by, b.amount FROM redemption_codes c
              JOIN redemption_batches b ON b.id = c.batch_id WHERE c.code_hash = ?",
-        )
-        .bind(code_hash)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let Some(row) = row else {
-            tx.rollback().await.map_err(db_err)?;
-            return Ok(RedeemOutcome::NotFound);
-        };
-        if claimed == 0 {
-            let redeemed_by: Option<i64> = col(&row, 1)?;
-            tx.rollback().await.map_err(db_err)?;
-            return Ok(if redeemed_by.is_some() { RedeemOutcome::AlreadyRedeemed } else { RedeemOutcome::Expired });
-        }
-        let (code_id, amount): (i64, i64) = (col(&row, 0)?, col(&row, 2)?);
-        let entry = NewLedgerEntry {
-            user_id,
-            kind: LedgerKind::Redeem,
-            amount,
-            idempotency_key: format!("redeem:{code_id}"),
-            reference: Some(format!("redemption_code:{code_id}")),
-            note: None,
-            actor_id: None,
-            now,
-        };
-        match append_in(&mut tx, &entry, true).await? {
-            Some(LedgerOutcome::Applied(e)) => {
-                tx.commit().await.map_err(db_err)?;
-                Ok(RedeemOutcome::Redeemed(e))
+            )
+            .bind(code_hash)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let Some(row) = row else {
+                tx.rollback().await.map_err(db_err)?;
+                return Ok(RedeemOutcome::NotFound);
+            };
+            if claimed == 0 {
+                let redeemed_by: Option<i64> = col(&row, 1)?;
+                tx.rollback().await.map_err(db_err)?;
+                return Ok(if redeemed_by.is_some() { RedeemOutcome::AlreadyRedeemed } else { RedeemOutcome::Expired });
             }
-            other => Err(StoreError::Corrupt(format!("redeeming code {code_id}: {other:?}"))),
-        }
+            let (code_id, amount): (i64, i64) = (col(&row, 0)?, col(&row, 2)?);
+            let entry = NewLedgerEntry {
+                user_id,
+                kind: LedgerKind::Redeem,
+                amount,
+                idempotency_key: format!("redeem:{code_id}"),
+                reference: Some(format!("redemption_code:{code_id}")),
+                note: None,
+                actor_id: None,
+                now,
+            };
+            match append_in(&mut tx, &entry, true).await? {
+                Some(LedgerOutcome::Applied(e)) => {
+                    tx.commit().await.map_err(db_err)?;
+                    Ok(RedeemOutcome::Redeemed(e))
+                }
+                other => Err(StoreError::Corrupt(format!("redeeming code {code_id}: {other:?}"))),
+            }
+        })
+        .await
     }
 }

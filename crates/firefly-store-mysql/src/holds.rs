@@ -163,111 +163,121 @@ pub(crate) async fn release_in(conn: &mut MySqlConnection, id: &str, user_id: i6
 #[async_trait]
 impl CreditStore for MysqlStore {
     async fn hold_credits(&self, hold: &NewHold) -> StoreResult<HoldOutcome> {
-        let mut conn = self.write.acquire().await.map_err(db_err)?;
-        // Most users have a balances row: lock it first, and create it (outside the
-        // transaction, see `billing.rs`) only when it is missing.
-        for attempt in 0..2 {
-            let mut tx = conn.begin().await.map_err(db_err)?;
-            match hold_in(&mut tx, hold).await? {
-                Attempt::Written => {
-                    tx.commit().await.map_err(db_err)?;
-                    return Ok(HoldOutcome::Held);
+        crate::retry_deadlocks(|| async move {
+            let mut conn = self.write.acquire().await.map_err(db_err)?;
+            // Most users have a balances row: lock it first, and create it (outside the
+            // transaction, see `billing.rs`) only when it is missing.
+            for attempt in 0..2 {
+                let mut tx = conn.begin().await.map_err(db_err)?;
+                match hold_in(&mut tx, hold).await? {
+                    Attempt::Written => {
+                        tx.commit().await.map_err(db_err)?;
+                        return Ok(HoldOutcome::Held);
+                    }
+                    Attempt::Unchanged(outcome) => {
+                        tx.rollback().await.map_err(db_err)?;
+                        return Ok(outcome);
+                    }
+                    Attempt::NoBalanceRow => tx.rollback().await.map_err(db_err)?,
                 }
-                Attempt::Unchanged(outcome) => {
-                    tx.rollback().await.map_err(db_err)?;
-                    return Ok(outcome);
+                if attempt == 0 {
+                    billing::ensure_balance_row(&mut conn, hold.user_id, hold.now).await?;
                 }
-                Attempt::NoBalanceRow => tx.rollback().await.map_err(db_err)?,
             }
-            if attempt == 0 {
-                billing::ensure_balance_row(&mut conn, hold.user_id, hold.now).await?;
-            }
-        }
-        // `INSERT IGNORE` wrote nothing and there is still no row: there is no such user.
-        // This plain insert reports why, as the other backends do (a foreign-key error).
-        sqlx::query("INSERT INTO balances (user_id, balance, updated_at) VALUES (?, 0, ?)")
-            .bind(hold.user_id)
-            .bind(hold.now)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
-        Err(StoreError::Corrupt(format!("the balances row of user {} keeps disappearing", hold.user_id)))
+            // `INSERT IGNORE` wrote nothing and there is still no row: there is no such user.
+            // This plain insert reports why, as the other backends do (a foreign-key error).
+            sqlx::query("INSERT INTO balances (user_id, balance, updated_at) VALUES (?, 0, ?)")
+                .bind(hold.user_id)
+                .bind(hold.now)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            Err(StoreError::Corrupt(format!("the balances row of user {} keeps disappearing", hold.user_id)))
+        })
+        .await
     }
 
     async fn release_hold(&self, id: &str) -> StoreResult<bool> {
-        let mut conn = self.write.acquire().await.map_err(db_err)?;
-        // A hold's user never changes: read it first, to lock that user's row before the hold.
-        let user_id: Option<i64> = sqlx::query_scalar("SELECT user_id FROM credit_holds WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?;
-        let Some(user_id) = user_id else { return Ok(false) };
-        let mut tx = conn.begin().await.map_err(db_err)?;
-        lock_balance(&mut tx, user_id).await?;
-        let released = release_in(&mut tx, id, user_id).await?;
-        if released {
-            tx.commit().await.map_err(db_err)?;
-        } else {
-            tx.rollback().await.map_err(db_err)?;
-        }
-        Ok(released)
+        crate::retry_deadlocks(|| async move {
+            let mut conn = self.write.acquire().await.map_err(db_err)?;
+            // A hold's user never changes: read it first, to lock that user's row before the hold.
+            let user_id: Option<i64> = sqlx::query_scalar("SELECT user_id FROM credit_holds WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            let Some(user_id) = user_id else { return Ok(false) };
+            let mut tx = conn.begin().await.map_err(db_err)?;
+            lock_balance(&mut tx, user_id).await?;
+            let released = release_in(&mut tx, id, user_id).await?;
+            if released {
+                tx.commit().await.map_err(db_err)?;
+            } else {
+                tx.rollback().await.map_err(db_err)?;
+            }
+            Ok(released)
+        })
+        .await
     }
 
     async fn expire_holds(&self, now: Millis) -> StoreResult<u64> {
-        let mut conn = self.write.acquire().await.map_err(db_err)?;
-        let candidates: Vec<i64> =
-            sqlx::query_scalar("SELECT user_id FROM credit_holds WHERE expires_at <= ? ORDER BY expires_at LIMIT ?")
-                .bind(now)
-                .bind(EXPIRE_BATCH)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db_err)?;
-        let mut count = 0;
-        // One short transaction per user, in user order: another instance expiring at the
-        // same moment waits on the row lock and then finds those holds gone.
-        for user_id in candidates.into_iter().collect::<BTreeSet<_>>() {
-            let mut tx = conn.begin().await.map_err(db_err)?;
-            lock_balance(&mut tx, user_id).await?;
-            // A plain read, current after the lock wait (see the module comment). A locking
-            // read or a `DELETE ... WHERE user_id = ?` could scan, and lock, other users'
-            // rows, wherever the optimizer prefers a table scan.
-            let rows: Vec<(String, Option<i64>, i64)> = sqlx::query_as(
-                "SELECT CONVERT(id USING utf8mb4) AS id, api_key_id, amount FROM credit_holds
-                 WHERE user_id = ? AND expires_at <= ? LIMIT ?",
+        crate::retry_deadlocks(|| async move {
+            let mut conn = self.write.acquire().await.map_err(db_err)?;
+            let candidates: Vec<i64> = sqlx::query_scalar(
+                "SELECT user_id FROM credit_holds WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
             )
-            .bind(user_id)
             .bind(now)
             .bind(EXPIRE_BATCH)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await
             .map_err(db_err)?;
-            if rows.is_empty() {
-                tx.rollback().await.map_err(db_err)?;
-                continue;
+            let mut count = 0;
+            // One short transaction per user, in user order: another instance expiring at the
+            // same moment waits on the row lock and then finds those holds gone.
+            for user_id in candidates.into_iter().collect::<BTreeSet<_>>() {
+                let mut tx = conn.begin().await.map_err(db_err)?;
+                lock_balance(&mut tx, user_id).await?;
+                // A plain read, current after the lock wait (see the module comment). A locking
+                // read or a `DELETE ... WHERE user_id = ?` could scan, and lock, other users'
+                // rows, wherever the optimizer prefers a table scan.
+                let rows: Vec<(String, Option<i64>, i64)> = sqlx::query_as(
+                    "SELECT CONVERT(id USING utf8mb4) AS id, api_key_id, amount FROM credit_holds
+                 WHERE user_id = ? AND expires_at <= ? LIMIT ?",
+                )
+                .bind(user_id)
+                .bind(now)
+                .bind(EXPIRE_BATCH)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if rows.is_empty() {
+                    tx.rollback().await.map_err(db_err)?;
+                    continue;
+                }
+                let mut delete = QueryBuilder::<MySql>::new("DELETE FROM credit_holds WHERE id IN (");
+                let mut ids = delete.separated(", ");
+                for (id, _, _) in &rows {
+                    ids.push_bind(id);
+                }
+                delete.push(")");
+                let deleted = delete.build().execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+                if deleted != rows.len() as u64 {
+                    return Err(StoreError::Corrupt(format!(
+                        "expiring holds of user {user_id}: read {} but deleted {deleted}",
+                        rows.len()
+                    )));
+                }
+                let mut released = ReleasedHolds::default();
+                for (_, key_id, amount) in rows {
+                    released.add(key_id, amount)?;
+                }
+                lower_held(&mut tx, user_id, &released).await?;
+                tx.commit().await.map_err(db_err)?;
+                count += released.count;
             }
-            let mut delete = QueryBuilder::<MySql>::new("DELETE FROM credit_holds WHERE id IN (");
-            let mut ids = delete.separated(", ");
-            for (id, _, _) in &rows {
-                ids.push_bind(id);
-            }
-            delete.push(")");
-            let deleted = delete.build().execute(&mut *tx).await.map_err(db_err)?.rows_affected();
-            if deleted != rows.len() as u64 {
-                return Err(StoreError::Corrupt(format!(
-                    "expiring holds of user {user_id}: read {} but deleted {deleted}",
-                    rows.len()
-                )));
-            }
-            let mut released = ReleasedHolds::default();
-            for (_, key_id, amount) in rows {
-                released.add(key_id, amount)?;
-            }
-            lower_held(&mut tx, user_id, &released).await?;
-            tx.commit().await.map_err(db_err)?;
-            count += released.count;
-        }
-        Ok(count)
+            Ok(count)
+        })
+        .await
     }
 
     async fn held_credits(&self, user_id: i64) -> StoreResult<i64> {

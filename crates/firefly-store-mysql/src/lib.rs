@@ -35,6 +35,52 @@ fn inserted_id(done: sqlx::mysql::MySqlQueryResult) -> StoreResult<i64> {
     i64::try_from(done.last_insert_id()).map_err(|_| StoreError::Corrupt("insert id out of range".into()))
 }
 
+/// Runs a write transaction again when InnoDB picked it as a deadlock victim.
+///
+/// InnoDB answers a deadlock by rolling one transaction back whole (error 1213), and the
+/// MySQL manual asks applications to run it again. Lock ordering (see each module) avoids
+/// the deadlocks it can, but not those of gap locks: two transactions inserting different
+/// keys at the end of an index both hold the gap and both wait to insert into it. Every
+/// `run` is a whole transaction that leaves nothing behind when it fails, so running it
+/// again is safe. At most [`DEADLOCK_RUNS`] runs, a short random pause between them.
+pub(crate) async fn retry_deadlocks<T, F, Fut>(mut run: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match run().await {
+            Err(e) if attempt < DEADLOCK_RUNS && is_deadlock(&e) => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_micros(jitter_micros(attempt))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+const DEADLOCK_RUNS: u32 = 6;
+
+fn is_deadlock(e: &StoreError) -> bool {
+    let StoreError::Database(inner) = e else { return false };
+    match inner.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(d)) => {
+            d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some_and(|m| m.number() == ER_LOCK_DEADLOCK)
+        }
+        _ => false,
+    }
+}
+
+const ER_LOCK_DEADLOCK: u16 = 1213;
+
+/// Up to 2^attempt ms, spread so the two victims of one deadlock do not meet again.
+fn jitter_micros(attempt: u32) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let ceiling = 1000u64 << attempt.min(6);
+    u64::from(nanos) % ceiling + 200
+}
+
 impl MysqlStore {
     pub async fn connect(settings: &ConnectSettings) -> StoreResult<Self> {
         let options = Self::options(&settings.url)?;
@@ -99,10 +145,13 @@ impl MysqlStore {
 #[async_trait]
 impl UserStore for MysqlStore {
     async fn create_user(&self, u: NewUser) -> StoreResult<User> {
-        // The user and its sign-up grant commit together: on any error (a duplicate
-        // email first of all) the dropped transaction rolls back and leaves nothing.
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        let done = sqlx::query(
+        crate::retry_deadlocks(|| {
+            let u = u.clone();
+            async move {
+                // The user and its sign-up grant commit together: on any error (a duplicate
+                // email first of all) the dropped transaction rolls back and leaves nothing.
+                let mut tx = self.write.begin().await.map_err(db_err)?;
+                let done = sqlx::query(
             "INSERT INTO users (email, display_name, search_text, password_hash, role, status, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, 'active', ?, ?)",
         )
@@ -116,13 +165,16 @@ impl UserStore for MysqlStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_or(e, "email"))?;
-        let id = inserted_id(done)?;
-        if u.initial_credits != 0 {
-            let grant = NewLedgerEntry::signup_grant(id, u.initial_credits, u.now);
-            billing::grant_new_user(&mut tx, &grant).await?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        self.user(id).await?.ok_or_else(|| StoreError::Corrupt("inserted user vanished".into()))
+                let id = inserted_id(done)?;
+                if u.initial_credits != 0 {
+                    let grant = NewLedgerEntry::signup_grant(id, u.initial_credits, u.now);
+                    billing::grant_new_user(&mut tx, &grant).await?;
+                }
+                tx.commit().await.map_err(db_err)?;
+                self.user(id).await?.ok_or_else(|| StoreError::Corrupt("inserted user vanished".into()))
+            }
+        })
+        .await
     }
 
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {

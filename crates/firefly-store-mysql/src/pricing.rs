@@ -1,8 +1,10 @@
 //! Model prices and user groups on MySQL/MariaDB. The SQL and the outcomes mirror the
-//! SQLite backend. Membership changes take their row locks in one order, so they cannot
-//! deadlock: the user's `users` row, then the group's `user_groups` row, then the
-//! `user_group_members` rows. `delete_group` starts at the group row and touches no
-//! user row.
+//! SQLite backend. Membership changes take their row locks in one order: the user's
+//! `users` row, then the group's `user_groups` row, then the `user_group_members` rows.
+//! `delete_group` starts at the group row and touches no user row. That order does not
+//! cover InnoDB's gap locks (two users joining at once both lock the gap at the end of
+//! the members index, then both wait to insert into it), so the rare deadlock left is
+//! resolved by running the victim again (`retry_deadlocks`).
 
 use crate::{inserted_id, MysqlStore};
 use async_trait::async_trait;
@@ -113,28 +115,31 @@ impl PricingStore for MysqlStore {
     }
 
     async fn delete_group(&self, id: i64) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        // The group row first (see the module comment): a concurrent `set_user_group`
-        // into this group waits here, or has already committed its membership, which the
-        // delete below then removes.
-        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM user_groups WHERE id = ? FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if found.is_none() {
-            tx.rollback().await.map_err(db_err)?;
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM user_group_members WHERE group_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        let done =
-            sqlx::query("DELETE FROM user_groups WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(done.rows_affected() == 1)
+        crate::retry_deadlocks(|| async move {
+            let mut tx = self.write.begin().await.map_err(db_err)?;
+            // The group row first (see the module comment): a concurrent `set_user_group`
+            // into this group waits here, or has already committed its membership, which the
+            // delete below then removes.
+            let found: Option<i64> = sqlx::query_scalar("SELECT id FROM user_groups WHERE id = ? FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if found.is_none() {
+                tx.rollback().await.map_err(db_err)?;
+                return Ok(false);
+            }
+            sqlx::query("DELETE FROM user_group_members WHERE group_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let done =
+                sqlx::query("DELETE FROM user_groups WHERE id = ?").bind(id).execute(&mut *tx).await.map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
     }
 
     async fn list_groups(&self) -> StoreResult<Vec<UserGroup>> {
@@ -148,53 +153,56 @@ impl PricingStore for MysqlStore {
     }
 
     async fn set_user_group(&self, user_id: i64, group_id: Option<i64>) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await.map_err(db_err)?;
-        // Serializes this user's membership changes, so the writes below never race for
-        // the same membership row or the gap where it would go.
-        let user: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE id = ? FOR UPDATE")
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        if user.is_none() {
-            tx.rollback().await.map_err(db_err)?;
-            return Ok(false);
-        }
-        match group_id {
-            Some(group_id) => {
-                // A shared lock keeps the group from being deleted before this commits.
-                // `LOCK IN SHARE MODE`: MariaDB does not parse MySQL 8's `FOR SHARE`.
-                let group: Option<i64> =
-                    sqlx::query_scalar("SELECT id FROM user_groups WHERE id = ? LOCK IN SHARE MODE")
-                        .bind(group_id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                if group.is_none() {
-                    tx.rollback().await.map_err(db_err)?;
-                    return Ok(false);
-                }
-                sqlx::query(
-                    "INSERT INTO user_group_members (user_id, group_id) VALUES (?, ?)
-                     ON DUPLICATE KEY UPDATE group_id = ?",
-                )
+        crate::retry_deadlocks(|| async move {
+            let mut tx = self.write.begin().await.map_err(db_err)?;
+            // Serializes this user's membership changes, so the writes below never race for
+            // the same membership row or the gap where it would go.
+            let user: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE id = ? FOR UPDATE")
                 .bind(user_id)
-                .bind(group_id)
-                .bind(group_id)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err)?;
+            if user.is_none() {
+                tx.rollback().await.map_err(db_err)?;
+                return Ok(false);
             }
-            None => {
-                sqlx::query("DELETE FROM user_group_members WHERE user_id = ?")
+            match group_id {
+                Some(group_id) => {
+                    // A shared lock keeps the group from being deleted before this commits.
+                    // `LOCK IN SHARE MODE`: MariaDB does not parse MySQL 8's `FOR SHARE`.
+                    let group: Option<i64> =
+                        sqlx::query_scalar("SELECT id FROM user_groups WHERE id = ? LOCK IN SHARE MODE")
+                            .bind(group_id)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(db_err)?;
+                    if group.is_none() {
+                        tx.rollback().await.map_err(db_err)?;
+                        return Ok(false);
+                    }
+                    sqlx::query(
+                        "INSERT INTO user_group_members (user_id, group_id) VALUES (?, ?)
+                     ON DUPLICATE KEY UPDATE group_id = ?",
+                    )
                     .bind(user_id)
+                    .bind(group_id)
+                    .bind(group_id)
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM user_group_members WHERE user_id = ?")
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                }
             }
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
+            tx.commit().await.map_err(db_err)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn user_group(&self, user_id: i64) -> StoreResult<Option<UserGroup>> {

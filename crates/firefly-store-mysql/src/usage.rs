@@ -167,31 +167,34 @@ async fn record(conn: &mut MySqlConnection, r: &UsageRecord) -> StoreResult<Reco
 #[async_trait]
 impl UsageStore for MysqlStore {
     async fn record_usage(&self, batch: &[UsageRecord]) -> StoreResult<Vec<RecordedUsage>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let order = usage_write_order(batch);
-        let first_of_user = |n: usize| n == 0 || batch[order[n - 1]].user_id != batch[order[n]].user_id;
-        let mut conn = self.write.acquire().await.map_err(db_err)?;
-        for n in (0..order.len()).filter(|&n| first_of_user(n)) {
-            let r = &batch[order[n]];
-            billing::ensure_balance_row(&mut conn, r.user_id, r.created_at).await?;
-        }
-        let mut out = vec![None; batch.len()];
-        let mut tx = conn.begin().await.map_err(db_err)?;
-        for (n, &i) in order.iter().enumerate() {
-            let r = &batch[i];
-            if first_of_user(n) {
-                sqlx::query("SELECT balance FROM balances WHERE user_id = ? FOR UPDATE")
-                    .bind(r.user_id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
+        crate::retry_deadlocks(|| async move {
+            if batch.is_empty() {
+                return Ok(Vec::new());
             }
-            out[i] = Some(record(&mut tx, r).await?);
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(out.into_iter().flatten().collect())
+            let order = usage_write_order(batch);
+            let first_of_user = |n: usize| n == 0 || batch[order[n - 1]].user_id != batch[order[n]].user_id;
+            let mut conn = self.write.acquire().await.map_err(db_err)?;
+            for n in (0..order.len()).filter(|&n| first_of_user(n)) {
+                let r = &batch[order[n]];
+                billing::ensure_balance_row(&mut conn, r.user_id, r.created_at).await?;
+            }
+            let mut out = vec![None; batch.len()];
+            let mut tx = conn.begin().await.map_err(db_err)?;
+            for (n, &i) in order.iter().enumerate() {
+                let r = &batch[i];
+                if first_of_user(n) {
+                    sqlx::query("SELECT balance FROM balances WHERE user_id = ? FOR UPDATE")
+                        .bind(r.user_id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                }
+                out[i] = Some(record(&mut tx, r).await?);
+            }
+            tx.commit().await.map_err(db_err)?;
+            Ok(out.into_iter().flatten().collect())
+        })
+        .await
     }
 
     async fn list_usage_logs(&self, q: &UsageQuery) -> StoreResult<Vec<UsageLog>> {
