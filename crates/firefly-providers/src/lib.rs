@@ -29,6 +29,7 @@
 //!     api_version: Some("2024-10-21"),
 //!     key: "channel key",
 //!     model: Some("gpt-4o-prod"),
+//!     stream: true,
 //! };
 //! let head = adapter.build(Operation::ChatCompletions, &ctx)?;
 //! let body = request.upstream_body(ctx.model);
@@ -69,8 +70,13 @@
 //!   request costs one URL parse and the key header.
 
 pub mod adapter;
+pub mod anthropic;
+pub mod dashscope;
+pub mod gemini;
 mod json;
+pub mod media;
 pub mod openai;
 pub mod sse;
+pub mod transcode;
 
 pub use adapter::{Adapter, Registry, UpstreamFailure};

@@ -130,7 +130,8 @@ async fn openai_non_stream_maps_the_model_and_reports_usage() {
     let base = mock.base_url();
     let request = ChatRequest::parse(Bytes::from(chat_body(false, json!({"max_tokens": 100})))).unwrap();
     assert_eq!((request.model(), request.stream(), request.output_limit()), ("house-alias", false, Some(100)));
-    let ctx = RequestContext { base_url: &base, api_version: None, key: KEY, model: Some("gpt-4o-mini") };
+    let ctx =
+        RequestContext { base_url: &base, api_version: None, key: KEY, model: Some("gpt-4o-mini"), stream: false };
     let sent =
         send(&OpenAiAdapter, Operation::ChatCompletions, &ctx, Some(request.upstream_body(ctx.model)), &[]).await;
     assert_eq!(sent.status, 200);
@@ -155,7 +156,8 @@ async fn openai_stream_hides_usage_from_a_client_that_did_not_ask() {
     let base = mock.base_url();
     let prepared = prepare_chat_request(&chat_body(true, json!({})), Some("gpt-4o-mini")).unwrap();
     assert!(!prepared.request.client_wants_usage());
-    let ctx = RequestContext { base_url: &base, api_version: None, key: KEY, model: Some("gpt-4o-mini") };
+    let ctx =
+        RequestContext { base_url: &base, api_version: None, key: KEY, model: Some("gpt-4o-mini"), stream: false };
     let sent = send(&OpenAiAdapter, Operation::ChatCompletions, &ctx, Some(prepared.body), &[]).await;
     assert_eq!(sent.status, 200);
     assert!(sent.headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
@@ -193,7 +195,7 @@ async fn openai_stream_keeps_usage_for_a_client_that_asked() {
     let prepared = prepare_chat_request(&body, None).unwrap();
     assert!(prepared.request.client_wants_usage());
     assert_eq!(prepared.body.as_ref(), &body[..], "nothing to change: the client's bytes go upstream");
-    let ctx = RequestContext { base_url: &base, api_version: None, key: KEY, model: None };
+    let ctx = RequestContext { base_url: &base, api_version: None, key: KEY, model: None, stream: false };
     let sent =
         send(&OpenAiAdapter, Operation::ChatCompletions, &ctx, Some(prepared.body), &[("x-mock-chunks", "5")]).await;
     let relayed = relay_stream(sent.response, true).await;
@@ -208,7 +210,13 @@ async fn openai_stream_keeps_usage_for_a_client_that_asked() {
 async fn azure_deployment_requests_stream_and_not() {
     let mock = MockUpstream::start(MockConfig::default()).await.unwrap();
     let origin = mock.origin();
-    let ctx = RequestContext { base_url: &origin, api_version: Some("2024-10-21"), key: KEY, model: Some(DEPLOYMENT) };
+    let ctx = RequestContext {
+        base_url: &origin,
+        api_version: Some("2024-10-21"),
+        key: KEY,
+        model: Some(DEPLOYMENT),
+        stream: false,
+    };
     let request = ChatRequest::parse(Bytes::from(chat_body(false, json!({})))).unwrap();
     let sent = send(&AzureAdapter, Operation::ChatCompletions, &ctx, Some(request.upstream_body(ctx.model)), &[]).await;
     assert_eq!(sent.status, 200);
@@ -248,7 +256,7 @@ async fn content_parts_and_tools_pass_through_to_the_upstream() {
         "vendor_field": {"kept": [1, 2]}
     });
     let request = ChatRequest::parse(Bytes::from(serde_json::to_vec(&body).unwrap())).unwrap();
-    let ctx = RequestContext { base_url: &base, api_version: None, key: KEY, model: Some("gpt-4o") };
+    let ctx = RequestContext { base_url: &base, api_version: None, key: KEY, model: Some("gpt-4o"), stream: false };
     let sent = send(
         &OpenAiAdapter,
         Operation::ChatCompletions,
@@ -281,7 +289,7 @@ async fn content_parts_and_tools_pass_through_to_the_upstream() {
 async fn no_usage_and_a_dropped_connection_leave_usage_unknown() {
     let mock = MockUpstream::start(MockConfig::default()).await.unwrap();
     let base = mock.base_url();
-    let ctx = RequestContext { base_url: &base, api_version: None, key: KEY, model: None };
+    let ctx = RequestContext { base_url: &base, api_version: None, key: KEY, model: None, stream: false };
     let body = || Some(prepare_chat_request(&chat_body(true, json!({})), None).unwrap().body);
 
     let sent = send(&OpenAiAdapter, Operation::ChatCompletions, &ctx, body(), &[("x-mock-no-usage", "1")]).await;
@@ -310,7 +318,7 @@ async fn no_usage_and_a_dropped_connection_leave_usage_unknown() {
 async fn embeddings_and_models() {
     let mock = MockUpstream::start(MockConfig::default()).await.unwrap();
     let base = mock.base_url();
-    let ctx = RequestContext { base_url: &base, api_version: None, key: KEY, model: None };
+    let ctx = RequestContext { base_url: &base, api_version: None, key: KEY, model: None, stream: false };
     let input = "twelve chars plus some more";
     let body = Bytes::from(serde_json::to_vec(&json!({"model": "text-embedding-3-small", "input": input})).unwrap());
     let sent = send(&OpenAiAdapter, Operation::Embeddings, &ctx, Some(body.clone()), &[]).await;
@@ -322,7 +330,7 @@ async fn embeddings_and_models() {
     );
 
     let origin = mock.origin();
-    let azure = RequestContext { base_url: &origin, api_version: None, key: KEY, model: Some("emb") };
+    let azure = RequestContext { base_url: &origin, api_version: None, key: KEY, model: Some("emb"), stream: false };
     let sent = send(&AzureAdapter, Operation::Embeddings, &azure, Some(body), &[]).await;
     assert_eq!(sent.status, 200);
     assert_eq!(mock.last_request_target().unwrap().1.path(), "/openai/deployments/emb/embeddings");
@@ -348,8 +356,9 @@ async fn injected_failures_classify_as_the_relay_needs() {
     let mock = MockUpstream::start(MockConfig::default()).await.unwrap();
     let base = mock.base_url();
     let origin = mock.origin();
-    let openai = RequestContext { base_url: &base, api_version: None, key: KEY, model: None };
-    let azure = RequestContext { base_url: &origin, api_version: None, key: KEY, model: Some(DEPLOYMENT) };
+    let openai = RequestContext { base_url: &base, api_version: None, key: KEY, model: None, stream: false };
+    let azure =
+        RequestContext { base_url: &origin, api_version: None, key: KEY, model: Some(DEPLOYMENT), stream: false };
     let adapters: [(&dyn Adapter, &RequestContext<'_>); 2] = [(&OpenAiAdapter, &openai), (&AzureAdapter, &azure)];
     for (adapter, ctx) in adapters {
         for (status, expected) in [

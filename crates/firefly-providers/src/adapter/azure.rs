@@ -36,6 +36,10 @@ impl Adapter for AzureAdapter {
             Operation::ChatCompletions => &["chat", "completions"],
             Operation::Embeddings => &["embeddings"],
             Operation::ListModels => &["models"],
+            Operation::ImageGenerations => &["images", "generations"],
+            Operation::AudioSpeech => &["audio", "speech"],
+            Operation::AudioTranscriptions => &["audio", "transcriptions"],
+            Operation::CountTokens => return Err(BuildError::Unsupported { provider: "azure", operation: op }),
         };
         let url = if version.eq_ignore_ascii_case("v1") {
             let mut url = join(ctx.base_url, Some("openai"), &["openai", "v1"])?;
@@ -44,7 +48,7 @@ impl Adapter for AzureAdapter {
         } else {
             let mut url = match op {
                 Operation::ListModels => join(ctx.base_url, Some("openai"), &["openai", "models"])?,
-                Operation::ChatCompletions | Operation::Embeddings => {
+                _ => {
                     let deployment = ctx
                         .model
                         .filter(|m| !m.is_empty())

@@ -32,16 +32,27 @@ pub use openai::OpenAiAdapter;
 /// What the relay asks an upstream to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Operation {
+    /// A chat turn in the adapter's wire format: OpenAI's chat completions, Anthropic's
+    /// messages, Gemini's `generateContent` (`streamGenerateContent` when
+    /// [`RequestContext::stream`]).
     ChatCompletions,
     Embeddings,
     ListModels,
+    /// Anthropic's `POST /v1/messages/count_tokens`.
+    CountTokens,
+    /// OpenAI's `POST /images/generations`; DashScope's asynchronous image synthesis.
+    ImageGenerations,
+    /// OpenAI's `POST /audio/speech`; DashScope's speech synthesis.
+    AudioSpeech,
+    /// OpenAI's `POST /audio/transcriptions` (multipart).
+    AudioTranscriptions,
 }
 
 impl Operation {
     pub fn method(self) -> Method {
         match self {
-            Operation::ChatCompletions | Operation::Embeddings => Method::POST,
             Operation::ListModels => Method::GET,
+            _ => Method::POST,
         }
     }
 }
@@ -52,6 +63,10 @@ impl fmt::Display for Operation {
             Operation::ChatCompletions => "chat completions",
             Operation::Embeddings => "embeddings",
             Operation::ListModels => "list models",
+            Operation::CountTokens => "count tokens",
+            Operation::ImageGenerations => "image generations",
+            Operation::AudioSpeech => "speech",
+            Operation::AudioTranscriptions => "transcriptions",
         })
     }
 }
@@ -63,6 +78,13 @@ impl fmt::Display for Operation {
 pub enum WireFormat {
     /// OpenAI's chat completions, embeddings and models API.
     OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Google's Gemini API (`generateContent`).
+    Gemini,
+    /// DashScope's native API (asynchronous image synthesis, speech synthesis); its chat
+    /// goes through the OpenAI-compatible mode, an `openai` channel.
+    DashScope,
 }
 
 /// The channel an operation goes to, and the model it is for.
@@ -76,6 +98,8 @@ pub struct RequestContext<'a> {
     pub key: &'a str,
     /// The upstream's name for the model, after the channel's mapping: Azure's deployment.
     pub model: Option<&'a str>,
+    /// Whether the client asked for a stream (Gemini streams at another URL).
+    pub stream: bool,
 }
 
 /// The head of an upstream request; the relay adds the body.
@@ -211,9 +235,11 @@ fn key_header(prefix: &str, key: &str) -> Result<HeaderValue, BuildError> {
     Ok(value)
 }
 
+/// `content-type: application/json` on a POST; a multipart upload's content type (with its
+/// boundary) is the client's, which the relay sets.
 fn json_headers(op: Operation) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(3);
-    if op.method() == Method::POST {
+    if op.method() == Method::POST && op != Operation::AudioTranscriptions {
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     headers

@@ -20,6 +20,10 @@ impl Adapter for OpenAiAdapter {
             Operation::ChatCompletions => &["chat", "completions"],
             Operation::Embeddings => &["embeddings"],
             Operation::ListModels => &["models"],
+            Operation::ImageGenerations => &["images", "generations"],
+            Operation::AudioSpeech => &["audio", "speech"],
+            Operation::AudioTranscriptions => &["audio", "transcriptions"],
+            Operation::CountTokens => return Err(BuildError::Unsupported { provider: "openai", operation: op }),
         };
         let url = join(ctx.base_url, None, path)?;
         let mut headers = json_headers(op);

@@ -7,7 +7,7 @@ use super::failure::retry_after_at;
 use super::*;
 
 fn ctx<'a>(base_url: &'a str, api_version: Option<&'a str>, model: Option<&'a str>) -> RequestContext<'a> {
-    RequestContext { base_url, api_version, key: "sk-test", model }
+    RequestContext { base_url, api_version, key: "sk-test", model, stream: false }
 }
 
 fn header<'a>(request: &'a UpstreamRequest, name: &str) -> Option<&'a str> {
@@ -36,7 +36,8 @@ fn openai_urls_and_bearer_key() {
 
 #[test]
 fn openai_without_a_key_sends_no_authorization() {
-    let context = RequestContext { base_url: "http://127.0.0.1:8000/v1", api_version: None, key: "", model: None };
+    let context =
+        RequestContext { base_url: "http://127.0.0.1:8000/v1", api_version: None, key: "", model: None, stream: false };
     let request = OpenAiAdapter.build(Operation::ChatCompletions, &context).unwrap();
     assert_eq!(header(&request, "authorization"), None);
 }
@@ -96,8 +97,13 @@ fn build_errors() {
             "{base:?}"
         );
     }
-    let bad_key =
-        RequestContext { base_url: "https://api.openai.com/v1", api_version: None, key: "sk\nx", model: None };
+    let bad_key = RequestContext {
+        base_url: "https://api.openai.com/v1",
+        api_version: None,
+        key: "sk\nx",
+        model: None,
+        stream: false,
+    };
     assert_eq!(OpenAiAdapter.build(Operation::ChatCompletions, &bad_key).unwrap_err(), BuildError::InvalidKey);
     assert_eq!(AzureAdapter.build(Operation::ListModels, &bad_key).unwrap_err(), BuildError::InvalidKey);
 }

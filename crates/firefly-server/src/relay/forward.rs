@@ -185,6 +185,7 @@ async fn attempt(relay: &Relay, upstream: &Upstream, call: &Call) -> Attempt {
         api_version: upstream.api_version.as_deref(),
         key: upstream.key(),
         model: Some(model),
+        stream: call.stream,
     };
     let head = match upstream.adapter.build(call.op, &ctx) {
         Ok(head) => head,

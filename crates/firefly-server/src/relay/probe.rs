@@ -54,6 +54,7 @@ pub async fn probe(state: &AppState, channel: &Channel) -> ProbeResult {
         api_version: upstream.api_version.as_deref(),
         key: upstream.key(),
         model: Some(&model),
+        stream: false,
     };
     let head = match upstream.adapter.build(Operation::ChatCompletions, &ctx) {
         Ok(h) => h,

@@ -1,0 +1,1 @@
+//! DashScope's native API (being written).

@@ -1,0 +1,1 @@
+//! Image and speech requests (being written).
