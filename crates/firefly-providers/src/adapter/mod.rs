@@ -11,6 +11,7 @@
 //! |---|---|---|---|
 //! | `openai` | [`OpenAiAdapter`] | `{base}/chat/completions`, `{base}/embeddings`, `{base}/models`, the base ending in its version (`https://api.openai.com/v1`, `https://api.deepseek.com/v1`, `https://dashscope.aliyuncs.com/compatible-mode/v1`, `http://localhost:11434/v1`) | `Authorization: Bearer` |
 //! | `azure` | [`AzureAdapter`] | `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=…` | `api-key` |
+//! | `dashscope` | [`DashScopeAdapter`](crate::dashscope::DashScopeAdapter) | `{base}/api/v1/services/aigc/text2image/image-synthesis` (images, asynchronous: `X-DashScope-Async: enable`, then `{base}/api/v1/tasks/{task_id}`), `{base}/api/v1/services/aigc/multimodal-generation/generation` (speech), the base `https://dashscope.aliyuncs.com` or `https://dashscope-intl.aliyuncs.com`; its chat goes through an `openai` channel on `{base}/compatible-mode/v1` | `Authorization: Bearer` |
 
 mod azure;
 mod failure;
@@ -150,7 +151,8 @@ pub trait Adapter: Send + Sync + 'static {
     }
 }
 
-/// Provider types and their adapters. [`Registry::default`] knows `openai` and `azure`.
+/// Provider types and their adapters. [`Registry::default`] knows `openai`, `azure` and
+/// `dashscope`.
 #[derive(Clone)]
 pub struct Registry {
     adapters: Vec<Arc<dyn Adapter>>,
@@ -161,6 +163,7 @@ impl Default for Registry {
         let mut registry = Registry::empty();
         registry.register(Arc::new(OpenAiAdapter));
         registry.register(Arc::new(AzureAdapter));
+        registry.register(Arc::new(crate::dashscope::DashScopeAdapter));
         registry
     }
 }
@@ -204,7 +207,7 @@ impl Registry {
 
 /// Parses a channel's base URL (HTTP or HTTPS) and appends path segments, each
 /// percent-encoded as one segment.
-fn join(base: &str, drop_last: Option<&str>, segments: &[&str]) -> Result<Url, BuildError> {
+pub(crate) fn join(base: &str, drop_last: Option<&str>, segments: &[&str]) -> Result<Url, BuildError> {
     let invalid = |reason: &str| BuildError::InvalidBaseUrl { url: base.to_owned(), reason: reason.to_owned() };
     let mut url = Url::parse(base.trim()).map_err(|e| invalid(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
