@@ -410,3 +410,29 @@ fn errors_in_openai_shape() {
         "Input data may contain inappropriate content. (DashScope DataInspectionFailed, request r-1)"
     );
 }
+
+/// Every documented DashScope error as the client sees it, reviewed as one snapshot.
+#[test]
+fn error_shapes_snapshot() {
+    let documented = [
+        (400, "InvalidParameter", "Required parameter(s) missing or invalid, please check the request parameters."),
+        (400, "DataInspectionFailed", "Input or output data may contain inappropriate content."),
+        (400, "Arrearage", "Access denied, please make sure your account is in good standing."),
+        (401, "InvalidApiKey", "Invalid API-key provided."),
+        (
+            403,
+            "AccessDenied.Unpurchased",
+            "Access to model denied. Please make sure you are eligible for using the model.",
+        ),
+        (429, "Throttling.RateQuota", "Requests rate limit exceeded, please try again later."),
+        (500, "InternalError", "An internal error has occured, please try again later or contact service support."),
+    ];
+    let mut out = String::new();
+    for (status, code, message) in documented {
+        let body = format!(r#"{{"code":"{code}","message":"{message}","request_id":"req-{status}"}}"#);
+        let failure = classify(status, &HeaderMap::new(), body.as_bytes());
+        let client = String::from_utf8(error_to_openai(status, body.as_bytes())).unwrap();
+        out.push_str(&format!("{status} {code} => {failure:?}\n  {client}\n"));
+    }
+    insta::assert_snapshot!(out);
+}

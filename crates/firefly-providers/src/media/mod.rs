@@ -24,7 +24,7 @@ mod transcription;
 #[cfg(test)]
 mod tests;
 
-pub use image::{image_usage, images_billed, ImageFormat, ImageRequest, ImageSize, ImageUsage};
+pub use image::{image_usage, images_billed, ImageFormat, ImageRequest, ImageSize, ImageUsage, MAX_IMAGES};
 pub use multipart::{Multipart, Part, MAX_PARTS, MAX_PART_HEADER_BYTES};
 pub use speech::{SpeechFormat, SpeechRequest, MAX_SPEECH_INPUT_CHARS};
 pub use transcription::{
