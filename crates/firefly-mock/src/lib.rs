@@ -86,11 +86,16 @@
 //! response buffers, keeps the last request by moving its headers and sharing its body, and
 //! takes the fail-key lock only while fail keys exist.
 
+mod anthropic;
 mod chat;
 mod config;
+mod dashscope;
 mod embeddings;
 mod error;
+mod frames;
+mod gemini;
 mod knobs;
+mod media;
 mod models;
 mod prompt;
 mod server;
@@ -119,14 +124,38 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Request counts, as [`MockUpstream::stats`] and `GET /_mock/stats` report them. Every
 /// answered API request counts, errors included.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MockStats {
-    /// All API requests (the sum of the endpoint counts, plus unknown routes).
+    /// All API requests (the sum of the endpoint counts, plus unknown routes; not `files`).
     pub requests: u64,
+    /// OpenAI and Azure chat completions only.
     pub chat_completions: u64,
+    /// OpenAI and Azure embeddings only.
     pub embeddings: u64,
+    /// `GET /v1/models` and `GET /v1/models/{id}`, OpenAI's shape or Anthropic's.
     pub models: u64,
     /// Requests answered with an error status (injected or not).
     pub errors: u64,
+    /// Anthropic `POST /v1/messages`.
+    pub messages: u64,
+    /// Anthropic `POST /v1/messages/count_tokens`.
+    pub count_tokens: u64,
+    /// Gemini `generateContent`, `streamGenerateContent` and `countTokens`.
+    pub gemini: u64,
+    /// OpenAI (and Azure) `images/generations`.
+    pub images: u64,
+    /// OpenAI (and Azure) `audio/speech`.
+    pub speech: u64,
+    /// OpenAI (and Azure) `audio/transcriptions`.
+    pub transcriptions: u64,
+    /// DashScope `text2image/image-synthesis` task submissions.
+    pub image_synthesis: u64,
+    /// DashScope `GET /api/v1/tasks/{id}` polls.
+    pub tasks: u64,
+    /// DashScope `multimodal-generation/generation` (Qwen-TTS).
+    pub multimodal_generation: u64,
+    /// `GET /_mock/files/{name}` downloads (no key needed; not part of `requests`).
+    pub files: u64,
 }
 
 /// A running mock upstream, serving on a local port until [`shutdown`](Self::shutdown) or
@@ -143,7 +172,7 @@ impl MockUpstream {
     pub async fn start(config: MockConfig) -> io::Result<MockUpstream> {
         let listener = tokio::net::TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(config));
+        let shared = Arc::new(Shared::new(config, addr));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::serve(listener, shared.clone(), async move {
             let _ = stopped.await;

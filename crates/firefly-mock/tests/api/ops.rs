@@ -22,7 +22,8 @@ async fn counters_and_stats_endpoint() {
     h.client.get(h.url("/models")).bearer_auth(KEY).send().await.unwrap();
     h.client.get(h.url("/nowhere")).bearer_auth(KEY).send().await.unwrap();
 
-    let expected = MockStats { requests: 6, chat_completions: 3, embeddings: 1, models: 1, errors: 2 };
+    let expected =
+        MockStats { requests: 6, chat_completions: 3, embeddings: 1, models: 1, errors: 2, ..MockStats::default() };
     assert_eq!(h.mock.stats(), expected);
     assert_eq!(h.mock.requests(), 6);
     assert_eq!(h.mock.chat_requests(), 3);
