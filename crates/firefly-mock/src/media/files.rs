@@ -11,8 +11,8 @@ use http::{header, HeaderValue, StatusCode};
 
 use crate::state::{Counters, Shared};
 
-/// Longest speech a file name may ask for (OpenAI's input limit is 4096 characters).
-const MAX_SPEECH_CHARS: usize = 100_000;
+/// Longest speech a file name may ask for (about 19 MB of WAV; OpenAI caps speech input at 4096 characters).
+const MAX_SPEECH_CHARS: usize = 10_000;
 
 pub(crate) fn image_name(n: u64) -> String {
     format!("img-{n}.png")

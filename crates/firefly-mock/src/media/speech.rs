@@ -104,21 +104,22 @@ fn audio(request: &SpeechRequest, deployment: Option<&str>) -> Result<(&'static 
     }
     let count = count as usize;
     let format = request.response_format.as_deref().unwrap_or("mp3");
-    let (content_type, magic): (&'static str, &[u8]) =
-        match format {
-            "wav" => return Ok(("audio/wav", super::wav(count))),
-            "pcm" => return Ok(("audio/pcm", super::pcm(count))),
-            "mp3" => ("audio/mpeg", b"ID3\x04\x00\x00"),
-            "opus" => ("audio/opus", b"OggS\x00\x02"),
-            "aac" => ("audio/aac", b"\xFF\xF1\x50\x80"),
-            "flac" => ("audio/flac", b"fLaC\x00\x00"),
-            other => return Err(ApiError::invalid_value(
+    let (content_type, magic): (&'static str, &[u8]) = match format {
+        "wav" => return Ok(("audio/wav", super::wav(count))),
+        "pcm" => return Ok(("audio/pcm", super::pcm(count))),
+        "mp3" => ("audio/mpeg", b"ID3\x04\x00\x00"),
+        "opus" => ("audio/opus", b"OggS\x00\x02"),
+        "aac" => ("audio/aac", b"\xFF\xF1\x50\x80"),
+        "flac" => ("audio/flac", b"fLaC\x00\x00"),
+        other => {
+            return Err(ApiError::invalid_value(
                 "response_format",
                 format!(
                     "Invalid value: '{other}'. Supported values are: 'mp3', 'opus', 'aac', 'flac', 'wav', and 'pcm'."
                 ),
-            )),
-        };
+            ))
+        }
+    };
     Ok((content_type, compressed(magic, count * COMPRESSED_BYTES_PER_CHAR)))
 }
 
