@@ -112,24 +112,25 @@ impl Stream for Frames {
             return Poll::Ready(None);
         }
         if this.cut_due() {
-            this.finished = true;
-            match this.cut.take() {
-                Some(Cut::Error { frame, .. }) => return Poll::Ready(Some(Ok(frame))),
-                Some(Cut::Disconnect { after }) => {
-                    if !this.cut_armed {
-                        // hyper flushes what it holds while the body is pending; an error
-                        // right away would discard the last frame unsent.
-                        this.cut_armed = true;
-                        this.finished = false;
-                        this.cut = Some(Cut::Disconnect { after });
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
-                    }
-                    let error = io::Error::new(io::ErrorKind::ConnectionAborted, "x-mock-disconnect-after");
-                    return Poll::Ready(Some(Err(error)));
+            if let Some(Cut::Disconnect { .. }) = this.cut {
+                if !this.cut_armed {
+                    // hyper flushes what it holds while the body is pending; an error right
+                    // away would discard the last frame unsent.
+                    this.cut_armed = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
-                None => return Poll::Ready(None),
+                this.finished = true;
+                // hyper drops the connection without the chunked terminator: the client sees
+                // a truncated body, as when an upstream dies.
+                let error = io::Error::new(io::ErrorKind::ConnectionAborted, "x-mock-disconnect-after");
+                return Poll::Ready(Some(Err(error)));
             }
+            this.finished = true;
+            return match this.cut.take() {
+                Some(Cut::Error { frame, .. }) => Poll::Ready(Some(Ok(frame))),
+                _ => Poll::Ready(None),
+            };
         }
         let Some((role, _)) = this.frames.front() else {
             this.finished = true;

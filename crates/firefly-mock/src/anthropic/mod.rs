@@ -126,8 +126,13 @@ pub(crate) async fn messages(
         Ok(model) => model,
         Err(error) => return shared.reject(&knobs, error).await,
     };
-    let Some(max_tokens) = request.max_tokens else {
-        return shared.reject(&knobs, AnthropicError::missing_field("max_tokens")).await;
+    let max_tokens = match request.max_tokens {
+        None => return shared.reject(&knobs, AnthropicError::missing_field("max_tokens")).await,
+        Some(0) => {
+            let error = AnthropicError::invalid("max_tokens: Input should be greater than or equal to 1");
+            return shared.reject(&knobs, error).await;
+        }
+        Some(max_tokens) => max_tokens,
     };
     let tool = knobs.tool_call().then(|| {
         let declared = request.tools.iter().flatten().find_map(|t| t.name.as_deref());

@@ -15,6 +15,7 @@ mod chat;
 mod dashscope;
 mod embeddings;
 mod errors;
+mod garbage;
 mod gemini;
 mod media;
 mod models;
