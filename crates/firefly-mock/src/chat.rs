@@ -214,11 +214,7 @@ impl Plan {
     }
 
     pub(crate) fn content(&self) -> String {
-        let mut text = String::with_capacity(self.tokens as usize * 8);
-        for i in 0..self.tokens {
-            text.push_str(Plan::word(i));
-        }
-        text
+        words(self.tokens)
     }
 
     pub(crate) fn tool_call_id(&self, choice: u32) -> String {
@@ -227,22 +223,7 @@ impl Plan {
 
     /// The `i`-th fragment of the tool call's arguments, `{"text":"<content>"}` in all.
     pub(crate) fn arguments_fragment(&self, i: u64) -> Cow<'static, str> {
-        let first = i == 0;
-        let last = i + 1 == self.tokens;
-        match (first, last) {
-            (false, false) => Cow::Borrowed(Plan::word(i)),
-            _ => {
-                let mut fragment = String::with_capacity(24);
-                if first {
-                    fragment.push_str(ARGUMENTS_OPEN);
-                }
-                fragment.push_str(Plan::word(i));
-                if last {
-                    fragment.push_str(ARGUMENTS_CLOSE);
-                }
-                Cow::Owned(fragment)
-            }
-        }
+        arguments_fragment(i, self.tokens)
     }
 
     /// The arguments carried by the tool call's first chunk: empty, as OpenAI sends them, unless
@@ -312,3 +293,33 @@ impl Plan {
 const ARGUMENTS_OPEN: &str = "{\"text\":\"";
 const ARGUMENTS_CLOSE: &str = "\"}";
 const EMPTY_ARGUMENTS: &str = "{\"text\":\"\"}";
+
+/// The `i`-th of `tokens` fragments of the arguments `{"text":"<words>"}`: the first opens the
+/// object, the last closes it, the others are bare words.
+pub(crate) fn arguments_fragment(i: u64, tokens: u64) -> Cow<'static, str> {
+    let first = i == 0;
+    let last = i + 1 == tokens;
+    match (first, last) {
+        (false, false) => Cow::Borrowed(Plan::word(i)),
+        _ => {
+            let mut fragment = String::with_capacity(24);
+            if first {
+                fragment.push_str(ARGUMENTS_OPEN);
+            }
+            fragment.push_str(Plan::word(i));
+            if last {
+                fragment.push_str(ARGUMENTS_CLOSE);
+            }
+            Cow::Owned(fragment)
+        }
+    }
+}
+
+/// The first `tokens` words of the completion text.
+pub(crate) fn words(tokens: u64) -> String {
+    let mut text = String::with_capacity(tokens as usize * 8);
+    for i in 0..tokens {
+        text.push_str(Plan::word(i));
+    }
+    text
+}

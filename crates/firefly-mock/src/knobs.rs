@@ -18,9 +18,16 @@ pub const CHUNKS: &str = "x-mock-chunks";
 pub const DISCONNECT_AFTER: &str = "x-mock-disconnect-after";
 pub const NO_USAGE: &str = "x-mock-no-usage";
 pub const TOOL_CALL: &str = "x-mock-tool-call";
+pub const THINKING: &str = "x-mock-thinking";
+pub const STREAM_ERROR_AFTER: &str = "x-mock-stream-error-after";
+pub const TASK_POLLS: &str = "x-mock-task-polls";
+pub const TASK_FAIL: &str = "x-mock-task-fail";
 
 /// A ceiling on `x-mock-chunks`, so a typo cannot make the mock stream for hours.
 const MAX_CHUNKS: u64 = 100_000;
+
+/// A ceiling on `x-mock-task-polls`.
+const MAX_TASK_POLLS: u64 = 1_000;
 
 /// The knobs one request set; unset ones fall back to the next source.
 #[derive(Debug, Default)]
@@ -33,6 +40,10 @@ pub(crate) struct Knobs {
     disconnect_after: Option<u64>,
     no_usage: Option<bool>,
     tool_call: Option<bool>,
+    thinking: Option<bool>,
+    stream_error_after: Option<u64>,
+    task_polls: Option<u64>,
+    task_fail: Option<String>,
 }
 
 /// The `metadata` object of a chat request, read for the same knob names.
@@ -54,6 +65,10 @@ pub(crate) struct Metadata<'a> {
     no_usage: Option<Cow<'a, str>>,
     #[serde(rename = "x-mock-tool-call", borrow, default)]
     tool_call: Option<Cow<'a, str>>,
+    #[serde(rename = "x-mock-thinking", borrow, default)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(rename = "x-mock-stream-error-after", borrow, default)]
+    stream_error_after: Option<Cow<'a, str>>,
 }
 
 fn number(value: Option<&str>) -> Option<u64> {
@@ -84,6 +99,10 @@ impl Knobs {
             disconnect_after: number(get(DISCONNECT_AFTER)),
             no_usage: flag(get(NO_USAGE)),
             tool_call: flag(get(TOOL_CALL)),
+            thinking: flag(get(THINKING)),
+            stream_error_after: number(get(STREAM_ERROR_AFTER)),
+            task_polls: number(get(TASK_POLLS)),
+            task_fail: get(TASK_FAIL).map(str::to_owned),
         }
     }
 
@@ -97,6 +116,10 @@ impl Knobs {
             disconnect_after: number(meta.disconnect_after.as_deref()),
             no_usage: flag(meta.no_usage.as_deref()),
             tool_call: flag(meta.tool_call.as_deref()),
+            thinking: flag(meta.thinking.as_deref()),
+            stream_error_after: number(meta.stream_error_after.as_deref()),
+            task_polls: None,
+            task_fail: None,
         }
     }
 
@@ -111,6 +134,10 @@ impl Knobs {
             disconnect_after: self.disconnect_after.or(fallback.disconnect_after),
             no_usage: self.no_usage.or(fallback.no_usage),
             tool_call: self.tool_call.or(fallback.tool_call),
+            thinking: self.thinking.or(fallback.thinking),
+            stream_error_after: self.stream_error_after.or(fallback.stream_error_after),
+            task_polls: self.task_polls.or(fallback.task_polls),
+            task_fail: self.task_fail.or(fallback.task_fail),
         }
     }
 
@@ -145,5 +172,26 @@ impl Knobs {
 
     pub(crate) fn tool_call(&self) -> bool {
         self.tool_call.unwrap_or(false)
+    }
+
+    pub(crate) fn thinking(&self) -> bool {
+        self.thinking.unwrap_or(false)
+    }
+
+    pub(crate) fn stream_error_after(&self) -> Option<u64> {
+        self.stream_error_after
+    }
+
+    /// Polls a DashScope task answers before it succeeds (or fails).
+    pub(crate) fn task_polls(&self) -> u64 {
+        self.task_polls.unwrap_or(2).min(MAX_TASK_POLLS)
+    }
+
+    /// The failure code a DashScope task should end with: `1`/`true` picks the default one.
+    pub(crate) fn task_fail(&self) -> Option<&str> {
+        match self.task_fail.as_deref().map(str::trim) {
+            None | Some("" | "0" | "false" | "no") => None,
+            Some(code) => Some(code),
+        }
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use firefly_mock::{MockConfig, MockUpstream};
 
-/// A local OpenAI-compatible upstream with deterministic answers.
+/// A local upstream speaking OpenAI, Azure OpenAI, Anthropic, Gemini and DashScope, with
+/// deterministic answers.
 #[derive(Parser)]
 #[command(name = "firefly-mock", version)]
 struct Args {

@@ -40,6 +40,9 @@ pub(crate) fn list_body(models: &[String]) -> Bytes {
 
 pub(crate) async fn list(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     Counters::count(&shared.counters.models);
+    if headers.contains_key("anthropic-version") {
+        return crate::anthropic::list_models(&shared, method, uri, headers).await;
+    }
     let knobs = match shared.admit(Flavor::OpenAi, method, uri, headers, &Bytes::new()).await {
         Ok(knobs) => knobs,
         Err(response) => return response,
@@ -58,6 +61,9 @@ pub(crate) async fn retrieve(
     headers: HeaderMap,
 ) -> Response {
     Counters::count(&shared.counters.models);
+    if headers.contains_key("anthropic-version") {
+        return crate::anthropic::retrieve_model(&shared, Path(id), method, uri, headers).await;
+    }
     let knobs = match shared.admit(Flavor::OpenAi, method, uri, headers, &Bytes::new()).await {
         Ok(knobs) => knobs,
         Err(response) => return response,

@@ -28,7 +28,7 @@ pub(crate) struct EmbeddingInput {
     pub token_ids: u64,
 }
 
-fn chars(s: &str) -> u64 {
+pub(crate) fn chars(s: &str) -> u64 {
     s.chars().count() as u64
 }
 
@@ -165,5 +165,79 @@ impl<'de> Deserialize<'de> for EmbeddingInput {
             }
         }
         deserializer.deserialize_any(V)
+    }
+}
+
+/// Characters of Anthropic content: a string, or an array of blocks whose `text` counts, as
+/// does the `content` of a `tool_result` block (a string or blocks again). Images, documents,
+/// tool inputs and thinking count 0.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct BlocksChars(pub u64);
+
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default)]
+    content: Option<BlocksChars>,
+}
+
+impl<'de> Deserialize<'de> for BlocksChars {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BlocksChars;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of content blocks")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<BlocksChars, E> {
+                Ok(BlocksChars(chars(s)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<BlocksChars, E> {
+                Ok(BlocksChars(0))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<BlocksChars, A::Error> {
+                let mut total = 0;
+                while let Some(block) = seq.next_element::<Block<'de>>()? {
+                    total += block.text.as_deref().map_or(0, chars) + block.content.map_or(0, |c| c.0);
+                }
+                Ok(BlocksChars(total))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// Anthropic's `messages`, reduced to their count and content characters.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct AnthropicMessages {
+    pub messages: u64,
+    pub chars: u64,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessage {
+    #[serde(default)]
+    content: BlocksChars,
+}
+
+impl<'de> Deserialize<'de> for AnthropicMessages {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AnthropicMessages;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of messages")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnthropicMessages, A::Error> {
+                let mut seen = AnthropicMessages::default();
+                while let Some(message) = seq.next_element::<AnthropicMessage>()? {
+                    seen.messages += 1;
+                    seen.chars += message.content.0;
+                }
+                Ok(seen)
+            }
+        }
+        deserializer.deserialize_seq(V)
     }
 }

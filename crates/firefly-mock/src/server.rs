@@ -12,8 +12,9 @@ use http::{Method, Uri};
 use tokio::net::TcpListener;
 
 use crate::error::ApiError;
+use crate::media::{files, images, speech, transcription};
 use crate::state::{Counters, Shared};
-use crate::{chat, embeddings, models};
+use crate::{anthropic, chat, dashscope, embeddings, gemini, models};
 
 /// Requests larger than this are refused (long prompts and base64 images fit).
 const BODY_LIMIT: usize = 64 << 20;
@@ -23,9 +24,23 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/chat/completions", post(chat::openai))
         .route("/v1/embeddings", post(embeddings::openai))
         .route("/v1/models", get(models::list))
-        .route("/v1/models/{model}", get(models::retrieve))
+        // GET: OpenAI's (or Anthropic's) model; POST: Gemini's v1 `{model}:{method}`.
+        .route("/v1/models/{model}", get(models::retrieve).post(gemini::call))
+        .route("/v1/images/generations", post(images::openai))
+        .route("/v1/audio/speech", post(speech::openai))
+        .route("/v1/audio/transcriptions", post(transcription::openai))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1beta/models/{model}", post(gemini::call))
         .route("/openai/deployments/{deployment}/chat/completions", post(chat::azure))
         .route("/openai/deployments/{deployment}/embeddings", post(embeddings::azure))
+        .route("/openai/deployments/{deployment}/images/generations", post(images::azure))
+        .route("/openai/deployments/{deployment}/audio/speech", post(speech::azure))
+        .route("/openai/deployments/{deployment}/audio/transcriptions", post(transcription::azure))
+        .route("/api/v1/services/aigc/text2image/image-synthesis", post(dashscope::image_synthesis))
+        .route("/api/v1/tasks/{task_id}", get(dashscope::task))
+        .route("/api/v1/services/aigc/multimodal-generation/generation", post(dashscope::multimodal_generation))
+        .route("/_mock/files/{name}", get(files::serve))
         .route("/_mock/stats", get(stats))
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -2,6 +2,7 @@
 //! the admission steps all API requests go through.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,6 +33,16 @@ pub(crate) struct Counters {
     pub models: AtomicU64,
     pub other: AtomicU64,
     pub errors: AtomicU64,
+    pub messages: AtomicU64,
+    pub count_tokens: AtomicU64,
+    pub gemini: AtomicU64,
+    pub images: AtomicU64,
+    pub speech: AtomicU64,
+    pub transcriptions: AtomicU64,
+    pub image_synthesis: AtomicU64,
+    pub tasks: AtomicU64,
+    pub multimodal_generation: AtomicU64,
+    pub files: AtomicU64,
 }
 
 impl Counters {
@@ -44,13 +55,38 @@ impl Counters {
         let embeddings = self.embeddings.load(Ordering::Relaxed);
         let models = self.models.load(Ordering::Relaxed);
         let other = self.other.load(Ordering::Relaxed);
-        MockStats {
-            requests: chat_completions + embeddings + models + other,
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let mut stats = MockStats {
+            requests: 0,
             chat_completions,
             embeddings,
             models,
-            errors: self.errors.load(Ordering::Relaxed),
-        }
+            errors: load(&self.errors),
+            messages: load(&self.messages),
+            count_tokens: load(&self.count_tokens),
+            gemini: load(&self.gemini),
+            images: load(&self.images),
+            speech: load(&self.speech),
+            transcriptions: load(&self.transcriptions),
+            image_synthesis: load(&self.image_synthesis),
+            tasks: load(&self.tasks),
+            multimodal_generation: load(&self.multimodal_generation),
+            files: load(&self.files),
+        };
+        stats.requests = chat_completions
+            + embeddings
+            + models
+            + other
+            + stats.messages
+            + stats.count_tokens
+            + stats.gemini
+            + stats.images
+            + stats.speech
+            + stats.transcriptions
+            + stats.image_synthesis
+            + stats.tasks
+            + stats.multimodal_generation;
+        stats
     }
 }
 
@@ -72,10 +108,39 @@ pub(crate) struct Shared {
     seq: AtomicU64,
     /// `GET /v1/models`, serialized once.
     pub models_body: Bytes,
+    /// The listening address, for URLs of generated files when a request has no `Host`.
+    pub addr: SocketAddr,
+    /// DashScope's asynchronous tasks, by id.
+    pub tasks: crate::dashscope::Tasks,
+}
+
+/// Why admission refused a request, before a provider puts it in its own words.
+pub(crate) enum Refusal {
+    /// No key where the provider looks for one.
+    MissingKey,
+    /// A key listed in the fail keys, with its status.
+    FailKey(StatusCode),
+    /// `x-mock-status`, with `x-mock-error-code`.
+    Injected(StatusCode, Option<String>),
+}
+
+/// How a provider other than OpenAI takes a request in: where its key is, which headers it
+/// insists on, and how it words a refusal.
+pub(crate) trait Provider {
+    type Error: IntoResponse;
+
+    fn key<'r>(headers: &'r HeaderMap, uri: &'r Uri) -> Option<&'r str>;
+
+    /// Requirements checked once the key is there (Anthropic's `anthropic-version`).
+    fn check(_headers: &HeaderMap) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn refused(refusal: Refusal) -> Self::Error;
 }
 
 impl Shared {
-    pub(crate) fn new(mut config: MockConfig) -> Shared {
+    pub(crate) fn new(mut config: MockConfig, addr: SocketAddr) -> Shared {
         let fail_keys = std::mem::take(&mut config.fail_keys);
         let models_body = crate::models::list_body(&config.models);
         Shared {
@@ -85,6 +150,8 @@ impl Shared {
             fail_keys: RwLock::new(fail_keys),
             seq: AtomicU64::new(0),
             models_body,
+            addr,
+            tasks: crate::dashscope::Tasks::default(),
             config,
         }
     }
@@ -145,8 +212,44 @@ impl Shared {
         }
     }
 
+    /// [`admit`](Self::admit) for the providers with their own key headers and error bodies.
+    pub(crate) async fn admit_as<P: Provider>(
+        &self,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: &Bytes,
+    ) -> Result<Knobs, Response> {
+        let mut knobs = Knobs::from_headers(&headers);
+        let verdict = match P::key(&headers, &uri) {
+            None => Err(P::refused(Refusal::MissingKey)),
+            Some(key) => match self.fail_status(key).and_then(|s| StatusCode::from_u16(s).ok()) {
+                Some(status) => Err(P::refused(Refusal::FailKey(status))),
+                None => P::check(&headers),
+            },
+        };
+        let verdict = verdict.and_then(|()| match knobs.status() {
+            Some(status) => Err(P::refused(Refusal::Injected(status, knobs.take_error_code()))),
+            None => Ok(()),
+        });
+        self.record(Recorded { method, uri, headers, body: body.clone() });
+        match verdict {
+            Ok(()) => Ok(knobs),
+            Err(error) => Err(self.reject(&knobs, error).await),
+        }
+    }
+
+    /// The `http://host:port` clients reach this mock at, for the URLs of generated files:
+    /// the request's `Host`, else the listening address.
+    pub(crate) fn origin(&self, headers: &HeaderMap) -> String {
+        match headers.get(header::HOST).and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty()) {
+            Some(host) => format!("http://{host}"),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
     /// Answers `error` after the request's latency, counting it.
-    pub(crate) async fn reject(&self, knobs: &Knobs, error: ApiError) -> Response {
+    pub(crate) async fn reject(&self, knobs: &Knobs, error: impl IntoResponse) -> Response {
         Counters::count(&self.counters.errors);
         self.delay(knobs).await;
         error.into_response()
@@ -177,10 +280,7 @@ pub(crate) fn api_key(headers: &HeaderMap, flavor: Flavor) -> Option<&str> {
             }
         }
     }
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    bearer(headers)
 }
 
 /// Whether the query string has an `api-version` parameter with a value.
@@ -191,4 +291,17 @@ pub(crate) fn has_api_version(uri: &Uri) -> bool {
 
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `Authorization: Bearer <token>`'s token, if any.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// A non-empty header value.
+pub(crate) fn header_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name)?.to_str().ok().map(str::trim).filter(|v| !v.is_empty())
 }

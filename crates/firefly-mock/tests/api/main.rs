@@ -9,10 +9,15 @@ macro_rules! in_snapshots {
     };
 }
 
+mod anthropic;
 mod azure;
 mod chat;
+mod dashscope;
 mod embeddings;
 mod errors;
+mod garbage;
+mod gemini;
+mod media;
 mod models;
 mod ops;
 mod stream;
@@ -100,4 +105,36 @@ pub async fn openai_error(response: reqwest::Response, status: u16) -> Value {
     assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
     assert!(error["type"].is_string());
     error
+}
+
+/// Splits an SSE body whose events are `event: <name>` + `data: <json>` (Anthropic's) into
+/// (name, data) pairs. Fails on any other framing.
+pub fn named_events(body: &str) -> Vec<(String, Value)> {
+    assert!(body.ends_with("\n\n"), "an SSE body ends with a blank line: {body:?}");
+    body.strip_suffix("\n\n")
+        .expect("checked above")
+        .split("\n\n")
+        .map(|event| {
+            let (name, data) = event.split_once('\n').unwrap_or_else(|| panic!("two lines per event: {event:?}"));
+            let name = name.strip_prefix("event: ").unwrap_or_else(|| panic!("no event name: {event:?}"));
+            let data = data.strip_prefix("data: ").unwrap_or_else(|| panic!("no data: {event:?}"));
+            assert!(!data.contains('\n'), "one data line per event: {event:?}");
+            let value: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("data is not JSON ({e}): {data}"));
+            assert_eq!(value["type"], name, "the event name repeats the data's type");
+            (name.to_owned(), value)
+        })
+        .collect()
+}
+
+/// Reads a body frame by frame until it ends or breaks; returns the text read and whether
+/// the connection broke.
+pub async fn read_until_end(mut response: reqwest::Response) -> (String, bool) {
+    let mut text = String::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(bytes)) => text.push_str(std::str::from_utf8(&bytes).unwrap()),
+            Ok(None) => return (text, false),
+            Err(_) => return (text, true),
+        }
+    }
 }

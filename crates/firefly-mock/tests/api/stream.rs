@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::{stream_events, Harness};
+use crate::{read_until_end, stream_events, Harness};
 
 /// Checks what every chunk of a stream shares and returns the events before `[DONE]`.
 fn check_chunks(events: &[Value], model: &str) -> Vec<Value> {
@@ -173,19 +173,6 @@ async fn tool_call_stream_sends_id_and_name_first_then_argument_fragments() {
         "[].created" => "[created]",
         "[].choices[].delta.tool_calls[].id" => "[call id]",
     }));
-}
-
-/// Reads a stream frame by frame until it ends or breaks; returns the text read and whether
-/// it broke.
-async fn read_until_end(mut response: reqwest::Response) -> (String, bool) {
-    let mut text = String::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(bytes)) => text.push_str(std::str::from_utf8(&bytes).unwrap()),
-            Ok(None) => return (text, false),
-            Err(_) => return (text, true),
-        }
-    }
 }
 
 #[tokio::test]
