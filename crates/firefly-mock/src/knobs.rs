@@ -85,12 +85,13 @@ fn flag(value: Option<&str>) -> Option<bool> {
 
 impl Knobs {
     pub(crate) fn from_headers(headers: &HeaderMap) -> Knobs {
+        let from_key = Knobs::from_key(headers);
         // Requests without any knob (the benchmark's) skip the lookups below.
         if !headers.keys().any(|name| name.as_str().starts_with("x-mock-")) {
-            return Knobs::default();
+            return from_key.unwrap_or_default();
         }
         let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        Knobs {
+        let knobs = Knobs {
             status: number(get(STATUS)).and_then(|s| u16::try_from(s).ok()),
             error_code: get(ERROR_CODE).map(str::to_owned),
             latency_ms: number(get(LATENCY_MS)),
@@ -103,7 +104,35 @@ impl Knobs {
             stream_error_after: number(get(STREAM_ERROR_AFTER)),
             task_polls: number(get(TASK_POLLS)),
             task_fail: get(TASK_FAIL).map(str::to_owned),
+        };
+        match from_key {
+            Some(key) => knobs.or(key),
+            None => knobs,
         }
+    }
+
+    /// Knobs carried by the API key itself: a key `x-mock:tool-call=1;chunks=3` sets the
+    /// knobs named without their `x-mock-` prefix. A relay forwards its channel's key in
+    /// every provider's format, so tests can steer the mock through any transcoding.
+    fn from_key(headers: &HeaderMap) -> Option<Knobs> {
+        const PREFIX: &str = "x-mock:";
+        let key = ["authorization", "x-api-key", "x-goog-api-key", "api-key"].iter().find_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?;
+            let value = value.strip_prefix("Bearer ").unwrap_or(value);
+            value.strip_prefix(PREFIX)
+        })?;
+        let mut map = HeaderMap::new();
+        for pair in key.split(';') {
+            let Some((name, value)) = pair.split_once('=') else { continue };
+            let (Ok(name), Ok(value)) = (
+                http::HeaderName::try_from(format!("x-mock-{}", name.trim())),
+                http::HeaderValue::from_str(value.trim()),
+            ) else {
+                continue;
+            };
+            map.insert(name, value);
+        }
+        map.keys().next().is_some().then(|| Knobs::from_headers(&map))
     }
 
     pub(crate) fn from_metadata(meta: &Metadata<'_>) -> Knobs {

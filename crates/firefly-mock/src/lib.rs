@@ -239,6 +239,10 @@
 //! | `x-mock-task-polls: N` | DashScope image synthesis: polls before the task ends (header only) |
 //! | `x-mock-task-fail: 1` or `<Code>` | DashScope image synthesis: the task ends `FAILED` (header only) |
 //!
+//! Every knob can also ride in the API key, for requests that reach the mock through a
+//! relay which rewrites bodies and drops unknown headers: a key `x-mock:tool-call=1;chunks=3`
+//! (in whichever header the provider takes its key) sets those knobs; headers win.
+//!
 //! Keys listed in [`MockConfig::fail_keys`] (or set with [`MockUpstream::set_fail_key`]) are
 //! answered with their status, in the provider's error body, so a relay that sends its own
 //! channel key can be made to see one channel fail.

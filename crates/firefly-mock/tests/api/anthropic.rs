@@ -411,3 +411,36 @@ async fn models_list_in_anthropic_shape_with_anthropic_version() {
     assert_eq!(error["type"], "not_found_error");
     assert_eq!(h.mock.models_requests(), 3);
 }
+
+#[tokio::test]
+async fn knobs_ride_in_the_api_key_for_requests_that_pass_a_relay() {
+    let h = Harness::start().await;
+    let knob_key = "x-mock:tool-call=1;chunks=3";
+    let response = h
+        .client
+        .post(h.url("/messages"))
+        .header("x-api-key", knob_key)
+        .header("anthropic-version", VERSION)
+        .json(&json!({"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}],
+                      "tools": [{"name": "lookup", "input_schema": {"type": "object"}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let message: Value = response.json().await.unwrap();
+    assert_eq!(message["stop_reason"], "tool_use", "{message}");
+    assert_eq!(message["content"][0]["name"], "lookup");
+    assert_eq!(message["usage"]["output_tokens"], 3);
+    // A header still wins over the key's knob; an unknown knob name is ignored.
+    let response = h
+        .client
+        .post(h.url("/chat/completions"))
+        .bearer_auth("x-mock:chunks=3;bogus=1")
+        .header("x-mock-chunks", "2")
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let completion: Value = response.json().await.unwrap();
+    assert_eq!(completion["usage"]["completion_tokens"], 2, "{completion}");
+}
