@@ -11,6 +11,7 @@
 //! |---|---|---|---|
 //! | `openai` | [`OpenAiAdapter`] | `{base}/chat/completions`, `{base}/embeddings`, `{base}/models`, the base ending in its version (`https://api.openai.com/v1`, `https://api.deepseek.com/v1`, `https://dashscope.aliyuncs.com/compatible-mode/v1`, `http://localhost:11434/v1`) | `Authorization: Bearer` |
 //! | `azure` | [`AzureAdapter`] | `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=…` | `api-key` |
+//! | `gemini` | [`GeminiAdapter`](crate::gemini::GeminiAdapter) | `{base}/v1beta/models/{model}:generateContent` (`:streamGenerateContent?alt=sse` for streams), `{base}/v1beta/models`; the base `https://generativelanguage.googleapis.com`, with or without its version | `x-goog-api-key` |
 
 mod azure;
 mod failure;
@@ -150,7 +151,7 @@ pub trait Adapter: Send + Sync + 'static {
     }
 }
 
-/// Provider types and their adapters. [`Registry::default`] knows `openai` and `azure`.
+/// Provider types and their adapters. [`Registry::default`] knows `openai`, `azure` and `gemini`.
 #[derive(Clone)]
 pub struct Registry {
     adapters: Vec<Arc<dyn Adapter>>,
@@ -161,6 +162,7 @@ impl Default for Registry {
         let mut registry = Registry::empty();
         registry.register(Arc::new(OpenAiAdapter));
         registry.register(Arc::new(AzureAdapter));
+        registry.register(Arc::new(crate::gemini::GeminiAdapter));
         registry
     }
 }
@@ -204,7 +206,7 @@ impl Registry {
 
 /// Parses a channel's base URL (HTTP or HTTPS) and appends path segments, each
 /// percent-encoded as one segment.
-fn join(base: &str, drop_last: Option<&str>, segments: &[&str]) -> Result<Url, BuildError> {
+pub(crate) fn join(base: &str, drop_last: Option<&str>, segments: &[&str]) -> Result<Url, BuildError> {
     let invalid = |reason: &str| BuildError::InvalidBaseUrl { url: base.to_owned(), reason: reason.to_owned() };
     let mut url = Url::parse(base.trim()).map_err(|e| invalid(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
