@@ -21,10 +21,11 @@ const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
 /// See the [module docs](super) for what maps to what and what is lost.
 pub fn request_from_openai(hub: &Value) -> Result<Vec<u8>, TranscodeError> {
     let hub = hub.as_object().ok_or_else(|| TranscodeError::invalid("the request body must be a JSON object", None))?;
-    if hub.contains_key("functions") || hub.contains_key("function_call") {
+    if let Some(legacy) = ["functions", "function_call"].into_iter().find(|k| hub.get(*k).is_some_and(|v| !v.is_null()))
+    {
         return Err(TranscodeError::invalid(
-            "the deprecated `functions` and `function_call` are not supported for this model; use `tools`",
-            Some(if hub.contains_key("functions") { "functions" } else { "function_call" }),
+            format!("the deprecated `{legacy}` is not supported for this model; use `tools` and `tool_choice`"),
+            Some(legacy),
         ));
     }
     let messages = match hub.get("messages") {
@@ -328,9 +329,9 @@ fn assistant_parts<'a>(
             })?,
             Some(_) => return Err(invalid_type(&args_param, "a string of JSON")),
         };
-        if !args.is_object() {
+        let Value::Object(args) = args else {
             return Err(TranscodeError::invalid(format!("`{args_param}` must be a JSON object"), Some(&args_param)));
-        }
+        };
         call_names.insert(id, name);
         // Google asks for the signature on the first call of a step only.
         let thought_signature = (k == 0).then(|| SKIP_SIGNATURE.to_owned());

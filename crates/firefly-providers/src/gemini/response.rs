@@ -91,8 +91,8 @@ pub(crate) fn tool_call(call: &FunctionCall, next_call: &mut u64) -> Value {
         None => format!("call_{n}"),
     };
     let arguments = match &call.args {
-        Some(args) if !args.is_null() => args.to_string(),
-        _ => "{}".to_owned(),
+        Some(args) => serde_json::to_string(args).unwrap_or_else(|_| "{}".to_owned()),
+        None => "{}".to_owned(),
     };
     json!({"id": id, "type": "function", "function": {"name": call.name, "arguments": arguments}})
 }

@@ -288,6 +288,7 @@ fn invalid_requests_name_the_parameter() {
             Some("response_format.json_schema.schema"),
         ),
         (with("functions", json!([{"name": "f"}])), Some("functions")),
+        (with("function_call", json!("auto")), Some("function_call")),
     ];
     for (hub, param) in cases {
         assert_eq!(invalid_param(&hub).as_deref(), param, "{hub}");
@@ -376,7 +377,10 @@ fn generation_config_mapping() {
             json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "strict": true, "schema": schema}}}),
             json!({"responseMimeType": "application/json", "responseSchema": {"type": "object", "properties": {"a": {"type": "string"}}}}),
         ),
-        (json!({"reasoning_effort": "high", "parallel_tool_calls": false, "logprobs": true}), Value::Null),
+        (
+            json!({"reasoning_effort": "high", "parallel_tool_calls": false, "logprobs": true, "functions": null}),
+            Value::Null,
+        ),
     ];
     for (extra, expected) in cases {
         assert_eq!(config(extra.clone()), expected, "{extra}");
@@ -577,20 +581,21 @@ fn every_candidate_is_a_choice() {
 
 #[test]
 fn invalid_responses_are_upstream_errors() {
-    let cases: [&[u8]; 7] = [
+    let cases: [&[u8]; 8] = [
         b"",
         b"not json",
         b"[{\"candidates\":[]}]",
         b"\"text\"",
         b"{\"candidates\": 5}",
         b"{\"candidates\": [{\"index\": -1}]}",
+        b"{\"candidates\": [{\"content\": {\"parts\": [{\"functionCall\": {\"name\": \"f\", \"args\": [1]}}]}}]}",
         b"{\"error\": {\"code\": 500, \"message\": \"Internal error\", \"status\": \"INTERNAL\"}}",
     ];
     for body in cases {
         let result = response_to_openai(body, "g");
         assert!(matches!(result, Err(TranscodeError::Upstream(_))), "{:?}: {result:?}", String::from_utf8_lossy(body));
     }
-    let Err(TranscodeError::Upstream(message)) = response_to_openai(cases[6], "g") else { unreachable!() };
+    let Err(TranscodeError::Upstream(message)) = response_to_openai(cases[7], "g") else { unreachable!() };
     assert_eq!(message, "Internal error");
     // `null` where a list or object is expected reads as absent.
     let completion = response_to_openai(b"{\"candidates\": null, \"usageMetadata\": null}", "g").unwrap();

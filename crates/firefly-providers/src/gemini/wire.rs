@@ -5,7 +5,7 @@
 //! written with camelCase names and without absent fields, as the API expects.
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Number, Value};
+use serde_json::{Map, Number, Value};
 
 /// `null` as the type's default (an empty list, `false`).
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -98,9 +98,9 @@ pub(crate) struct FunctionCall {
     pub id: Option<String>,
     #[serde(default)]
     pub name: String,
-    /// A JSON object (a protobuf `Struct`).
+    /// A protobuf `Struct`: any other JSON is not Gemini's format.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub args: Option<Value>,
+    pub args: Option<Map<String, Value>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
