@@ -11,6 +11,7 @@
 //! |---|---|---|---|
 //! | `openai` | [`OpenAiAdapter`] | `{base}/chat/completions`, `{base}/embeddings`, `{base}/models`, the base ending in its version (`https://api.openai.com/v1`, `https://api.deepseek.com/v1`, `https://dashscope.aliyuncs.com/compatible-mode/v1`, `http://localhost:11434/v1`) | `Authorization: Bearer` |
 //! | `azure` | [`AzureAdapter`] | `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=…` | `api-key` |
+//! | `anthropic` | [`AnthropicAdapter`](crate::anthropic::AnthropicAdapter) | `{base}/v1/messages`, `{base}/v1/messages/count_tokens`, `{base}/v1/models` (`https://api.anthropic.com`, a base ending in `/v1` accepted) | `x-api-key`, `anthropic-version` |
 
 mod azure;
 mod failure;
@@ -28,6 +29,8 @@ use url::Url;
 pub use azure::{AzureAdapter, AZURE_DEFAULT_API_VERSION};
 pub use failure::{classify_openai_compatible, retry_after, ErrorInfo, UpstreamFailure};
 pub use openai::OpenAiAdapter;
+
+use crate::anthropic::AnthropicAdapter;
 
 /// What the relay asks an upstream to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -150,7 +153,8 @@ pub trait Adapter: Send + Sync + 'static {
     }
 }
 
-/// Provider types and their adapters. [`Registry::default`] knows `openai` and `azure`.
+/// Provider types and their adapters. [`Registry::default`] knows `openai`, `azure` and
+/// `anthropic`.
 #[derive(Clone)]
 pub struct Registry {
     adapters: Vec<Arc<dyn Adapter>>,
@@ -161,6 +165,7 @@ impl Default for Registry {
         let mut registry = Registry::empty();
         registry.register(Arc::new(OpenAiAdapter));
         registry.register(Arc::new(AzureAdapter));
+        registry.register(Arc::new(AnthropicAdapter));
         registry
     }
 }
@@ -204,7 +209,7 @@ impl Registry {
 
 /// Parses a channel's base URL (HTTP or HTTPS) and appends path segments, each
 /// percent-encoded as one segment.
-fn join(base: &str, drop_last: Option<&str>, segments: &[&str]) -> Result<Url, BuildError> {
+pub(crate) fn join(base: &str, drop_last: Option<&str>, segments: &[&str]) -> Result<Url, BuildError> {
     let invalid = |reason: &str| BuildError::InvalidBaseUrl { url: base.to_owned(), reason: reason.to_owned() };
     let mut url = Url::parse(base.trim()).map_err(|e| invalid(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
