@@ -128,7 +128,7 @@ fn registry_finds_adapters_by_provider_type() {
     }
     let mut registry = Registry::default();
     assert!(registry.register(Arc::new(Custom)).is_some(), "replaces the built-in adapter");
-    assert_eq!(registry.providers().count(), 2);
+    assert_eq!(registry.providers().count(), 3);
     assert!(registry.get("openai").unwrap().build(Operation::ListModels, &ctx("http://x", None, None)).is_err());
     assert_eq!(format!("{:?}", Registry::empty()), "[]");
 }

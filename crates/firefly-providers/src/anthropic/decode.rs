@@ -186,6 +186,10 @@ impl StreamDecoder {
                 .ok_or_else(|| TranscodeError::upstream(format!("a {kind} without `{key}`")))
         };
         let chunk_delta = match (kind, block) {
+            // Anthropic opens a tool's input with an empty fragment: nothing to say.
+            ("text_delta", Block::Text) if field("text")?.is_empty() => return Ok(()),
+            ("thinking_delta", Block::Thinking) if field("thinking")?.is_empty() => return Ok(()),
+            ("input_json_delta", Block::Tool(_)) if field("partial_json")?.is_empty() => return Ok(()),
             ("text_delta", Block::Text) => json!({"content": field("text")?}),
             ("thinking_delta", Block::Thinking) => json!({"reasoning_content": field("thinking")?}),
             ("input_json_delta", Block::Tool(call)) => arguments_delta(call, field("partial_json")?),

@@ -1,12 +1,121 @@
 //! Hub chunks as the stream events an Anthropic client reads.
 
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::convert::stop_reason;
 use super::response::message_id;
 use crate::openai::Usage;
-use crate::transcode::{encode_named_json, hub_usage, ChunkEncoder};
+use crate::transcode::{hub_usage, ChunkEncoder};
+
+/// The events this encoder writes, typed so that their fields come in Anthropic's order
+/// (`type` first).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Event<'a> {
+    MessageStart { message: MessageStart<'a> },
+    ContentBlockStart { index: u64, content_block: BlockStart<'a> },
+    ContentBlockDelta { index: u64, delta: Delta<'a> },
+    ContentBlockStop { index: u64 },
+    MessageDelta { delta: StopDelta, usage: DeltaUsage },
+    MessageStop,
+    Error { error: ErrorDetail<'a> },
+}
+
+impl Event<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Event::MessageStart { .. } => "message_start",
+            Event::ContentBlockStart { .. } => "content_block_start",
+            Event::ContentBlockDelta { .. } => "content_block_delta",
+            Event::ContentBlockStop { .. } => "content_block_stop",
+            Event::MessageDelta { .. } => "message_delta",
+            Event::MessageStop => "message_stop",
+            Event::Error { .. } => "error",
+        }
+    }
+
+    /// `event: <name>\ndata: <json>\n\n`.
+    fn frame(&self) -> Bytes {
+        // Plain structs of strings and numbers: serializing cannot fail.
+        let data = serde_json::to_vec(self).unwrap_or_default();
+        let name = self.name();
+        let mut frame = Vec::with_capacity(name.len() + data.len() + 16);
+        frame.extend_from_slice(b"event: ");
+        frame.extend_from_slice(name.as_bytes());
+        frame.extend_from_slice(b"\ndata: ");
+        frame.extend_from_slice(&data);
+        frame.extend_from_slice(b"\n\n");
+        Bytes::from(frame)
+    }
+}
+
+#[derive(Serialize)]
+struct MessageStart<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    content: [(); 0],
+    model: &'a str,
+    stop_reason: Option<()>,
+    stop_sequence: Option<()>,
+    usage: StartUsage,
+}
+
+#[derive(Serialize)]
+struct StartUsage {
+    input_tokens: u64,
+    cache_creation_input_tokens: u64,
+    cache_read_input_tokens: u64,
+    output_tokens: u64,
+}
+
+/// `input` of a tool_use block's start: `{}`, as Anthropic streams the input after it.
+#[derive(Serialize)]
+struct EmptyInput {}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockStart<'a> {
+    Text { text: &'static str },
+    Thinking { thinking: &'static str, signature: &'static str },
+    ToolUse { id: &'a str, name: &'a str, input: EmptyInput },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum Delta<'a> {
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+}
+
+#[derive(Serialize)]
+struct StopDelta {
+    stop_reason: &'static str,
+    stop_sequence: Option<()>,
+}
+
+#[derive(Serialize)]
+struct DeltaUsage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_read_input_tokens: Option<u64>,
+    output_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
+}
 
 /// The kind of the open content block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,32 +171,32 @@ impl StreamEncoder {
             return;
         }
         let usage = self.usage.unwrap_or_default();
-        let message = json!({
-            "id": self.id,
-            "type": "message",
-            "role": "assistant",
-            "model": self.model,
-            "content": [],
-            "stop_reason": null,
-            "stop_sequence": null,
-            "usage": {
-                "input_tokens": usage.prompt_tokens.saturating_sub(usage.cached_tokens),
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": usage.cached_tokens,
-                "output_tokens": 0,
+        let message = MessageStart {
+            id: &self.id,
+            kind: "message",
+            role: "assistant",
+            content: [],
+            model: &self.model,
+            stop_reason: None,
+            stop_sequence: None,
+            usage: StartUsage {
+                input_tokens: usage.prompt_tokens.saturating_sub(usage.cached_tokens),
+                cache_creation_input_tokens: 0,
+                cache_read_input_tokens: usage.cached_tokens,
+                output_tokens: 0,
             },
-        });
-        out.push(encode_named_json("message_start", &json!({"type": "message_start", "message": message})));
+        };
+        out.push(Event::MessageStart { message }.frame());
     }
 
     fn close(&mut self, out: &mut Vec<Bytes>) {
         if let Some((index, _)) = self.open.take() {
-            out.push(encode_named_json("content_block_stop", &json!({"type": "content_block_stop", "index": index})));
+            out.push(Event::ContentBlockStop { index }.frame());
         }
     }
 
     /// Makes a block of `kind` the open one, starting it with `content_block` when it is not.
-    fn open(&mut self, kind: Kind, content_block: impl FnOnce() -> Value, out: &mut Vec<Bytes>) -> u64 {
+    fn open(&mut self, kind: Kind, content_block: BlockStart<'_>, out: &mut Vec<Bytes>) -> u64 {
         if let Some((index, open)) = self.open {
             if open == kind {
                 return index;
@@ -95,48 +204,39 @@ impl StreamEncoder {
         }
         self.close(out);
         let index = self.next_index;
-        self.next_index += 1;
+        self.next_index = self.next_index.saturating_add(1);
         self.open = Some((index, kind));
-        let event = json!({"type": "content_block_start", "index": index, "content_block": content_block()});
-        out.push(encode_named_json("content_block_start", &event));
+        out.push(Event::ContentBlockStart { index, content_block }.frame());
         index
-    }
-
-    fn delta(index: u64, delta: Value, out: &mut Vec<Bytes>) {
-        let event = json!({"type": "content_block_delta", "index": index, "delta": delta});
-        out.push(encode_named_json("content_block_delta", &event));
     }
 
     fn text(&mut self, kind: Kind, text: &str, out: &mut Vec<Bytes>) {
         let (block, delta) = match kind {
-            Kind::Thinking => (
-                json!({"type": "thinking", "thinking": "", "signature": ""}),
-                json!({"type": "thinking_delta", "thinking": text}),
-            ),
-            _ => (json!({"type": "text", "text": ""}), json!({"type": "text_delta", "text": text})),
+            Kind::Thinking => {
+                (BlockStart::Thinking { thinking: "", signature: "" }, Delta::Thinking { thinking: text })
+            }
+            _ => (BlockStart::Text { text: "" }, Delta::Text { text }),
         };
-        let index = self.open(kind, || block, out);
-        Self::delta(index, delta, out);
+        let index = self.open(kind, block, out);
+        out.push(Event::ContentBlockDelta { index, delta }.frame());
     }
 
     fn tool_call(&mut self, position: usize, call: &Value, out: &mut Vec<Bytes>) {
         let call_index = call.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
         let function = call.get("function");
-        let text = |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or_default().to_owned();
-        let id = text(call.get("id"));
+        fn text(value: Option<&Value>) -> &str {
+            value.and_then(Value::as_str).unwrap_or_default()
+        }
         let name = text(function.and_then(|f| f.get("name")));
-        let arguments = function.and_then(|f| f.get("arguments")).and_then(Value::as_str).unwrap_or_default();
+        let arguments = text(function.and_then(|f| f.get("arguments")));
+        let id = match text(call.get("id")) {
+            "" => format!("toolu_{call_index}"),
+            id => id.to_owned(),
+        };
         self.saw_tool = true;
-        let index = self.open(
-            Kind::Tool(call_index),
-            || {
-                let id = if id.is_empty() { format!("toolu_{call_index}") } else { id };
-                json!({"type": "tool_use", "id": id, "name": name, "input": {}})
-            },
-            out,
-        );
+        let index = self.open(Kind::Tool(call_index), BlockStart::ToolUse { id: &id, name, input: EmptyInput {} }, out);
         if !arguments.is_empty() {
-            Self::delta(index, json!({"type": "input_json_delta", "partial_json": arguments}), out);
+            out.push(Event::ContentBlockDelta { index, delta: Delta::InputJson { partial_json: arguments } }.frame());
         }
     }
 }
@@ -183,18 +283,14 @@ impl ChunkEncoder for StreamEncoder {
         self.close(out);
         self.finished = true;
         let default = if self.saw_tool { "tool_use" } else { "end_turn" };
-        let mut usage = json!({"output_tokens": self.usage.map_or(0, |u| u.completion_tokens)});
-        if let Some(known) = self.usage {
-            usage["input_tokens"] = known.prompt_tokens.saturating_sub(known.cached_tokens).into();
-            usage["cache_read_input_tokens"] = known.cached_tokens.into();
-        }
-        let delta = json!({
-            "type": "message_delta",
-            "delta": {"stop_reason": self.stop_reason.unwrap_or(default), "stop_sequence": null},
-            "usage": usage,
-        });
-        out.push(encode_named_json("message_delta", &delta));
-        out.push(encode_named_json("message_stop", &json!({"type": "message_stop"})));
+        let usage = DeltaUsage {
+            input_tokens: self.usage.map(|u| u.prompt_tokens.saturating_sub(u.cached_tokens)),
+            cache_read_input_tokens: self.usage.map(|u| u.cached_tokens),
+            output_tokens: self.usage.map_or(0, |u| u.completion_tokens),
+        };
+        let delta = StopDelta { stop_reason: self.stop_reason.unwrap_or(default), stop_sequence: None };
+        out.push(Event::MessageDelta { delta, usage }.frame());
+        out.push(Event::MessageStop.frame());
     }
 
     fn fail(&mut self, message: &str, out: &mut Vec<Bytes>) {
@@ -203,7 +299,6 @@ impl ChunkEncoder for StreamEncoder {
         }
         self.close(out);
         self.finished = true;
-        let error = json!({"type": "error", "error": {"type": "api_error", "message": message}});
-        out.push(encode_named_json("error", &error));
+        out.push(Event::Error { error: ErrorDetail { kind: "api_error", message } }.frame());
     }
 }
