@@ -10,6 +10,10 @@ use crate::adapter::{
 /// The `anthropic-version` sent when the channel names none.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
+/// Messages (lowercase, matched as substrings) that mean the channel's account cannot be
+/// used, whatever the status (Anthropic answers a disabled organization with a 400).
+const AUTH_MESSAGES: &[&str] = &["organization has been disabled", "invalid x-api-key"];
+
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 const ANTHROPIC_VERSION_HEADER: HeaderName = HeaderName::from_static("anthropic-version");
 
@@ -58,7 +62,8 @@ impl Adapter for AnthropicAdapter {
 
     /// Anthropic's errors (`{"type":"error","error":{"type","message"}}`): a 402, a
     /// `billing_error` or a 400 saying the credit balance is too low → out of balance;
-    /// 401/403 (`authentication_error`, `permission_error`) → the key is refused; 408, 429
+    /// 401/403 (`authentication_error`, `permission_error`) or a disabled organization →
+    /// the key is refused; 408, 429
     /// (`rate_limit_error`), 5xx and 529 (`overloaded_error`) → retry, honouring
     /// `retry-after`; other 4xx (`invalid_request_error`, `not_found_error`,
     /// `request_too_large`) → the request's fault, passed to the client.
@@ -68,7 +73,11 @@ impl Adapter for AnthropicAdapter {
         if status == 402 || kind == "billing_error" || info.is_out_of_balance() {
             return UpstreamFailure::OutOfBalance;
         }
-        if matches!(status, 401 | 403) || matches!(kind, "authentication_error" | "permission_error") {
+        let disabled = info.message.as_deref().is_some_and(|m| {
+            let m = m.to_lowercase();
+            AUTH_MESSAGES.iter().any(|known| m.contains(known))
+        });
+        if matches!(status, 401 | 403) || matches!(kind, "authentication_error" | "permission_error") || disabled {
             return UpstreamFailure::AuthFailed;
         }
         match status {

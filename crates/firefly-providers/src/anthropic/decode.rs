@@ -1,5 +1,7 @@
 //! An Anthropic upstream's stream events as hub chunks.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 
 use super::convert::{finish_reason, hub_usage_json, unix_now, WireUsage};
@@ -38,8 +40,8 @@ pub struct StreamDecoder {
     created: u64,
     /// The chunk with the role was sent.
     started: bool,
-    /// Started content blocks by Anthropic index; in order, so the last is usually the one.
-    blocks: Vec<(u64, Block)>,
+    /// Started content blocks by Anthropic index.
+    blocks: HashMap<u64, Block>,
     tool_calls: u64,
     usage: WireUsage,
     usage_reported: bool,
@@ -59,7 +61,7 @@ impl StreamDecoder {
             model: String::new(),
             created: unix_now(),
             started: false,
-            blocks: Vec::new(),
+            blocks: HashMap::new(),
             tool_calls: 0,
             usage: WireUsage::default(),
             usage_reported: false,
@@ -90,10 +92,6 @@ impl StreamDecoder {
         self.usage.update(usage);
         self.usage_reported = true;
         Ok(())
-    }
-
-    fn block(&self, index: u64) -> Option<Block> {
-        self.blocks.iter().rev().find(|(i, _)| *i == index).map(|(_, block)| *block)
     }
 
     fn on_message_start(&mut self, event: &Value, out: &mut Vec<Value>) -> Result<(), TranscodeError> {
@@ -162,7 +160,7 @@ impl StreamDecoder {
             Some(_) => Block::Ignored,
             None => return Err(TranscodeError::upstream("a content block without a `type`")),
         };
-        self.blocks.push((index, kind));
+        self.blocks.insert(index, kind);
         Ok(())
     }
 
@@ -172,7 +170,7 @@ impl StreamDecoder {
             .get("delta")
             .filter(|d| d.is_object())
             .ok_or_else(|| TranscodeError::upstream("content_block_delta without a `delta`"))?;
-        let block = self.block(index).ok_or_else(|| {
+        let block = self.blocks.get(&index).copied().ok_or_else(|| {
             TranscodeError::upstream(format!("a delta for content block {index}, which never started"))
         })?;
         let kind = delta

@@ -150,11 +150,11 @@ pub struct StreamEncoder {
 }
 
 impl StreamEncoder {
-    /// An encoder reporting `model` and the message id `message_id` (prefixed with `msg_`
-    /// unless it has it).
-    pub fn new(model: impl Into<String>, message_id_: impl AsRef<str>) -> StreamEncoder {
+    /// An encoder reporting `model` and the message id `id` (prefixed with `msg_` unless it
+    /// has it).
+    pub fn new(model: impl Into<String>, id: impl AsRef<str>) -> StreamEncoder {
         StreamEncoder {
-            id: message_id(message_id_.as_ref()),
+            id: message_id(id.as_ref()),
             model: model.into(),
             started: false,
             finished: false,

@@ -453,7 +453,11 @@ pub fn request_from_openai(
                     invalid("a tool message needs a `tool_call_id`", &format!("{param}.tool_call_id"))
                 })?;
                 let text = texts_of(message.get("content"), &format!("{param}.content"))?.join("\n");
-                ("user", vec![json!({"type": "tool_result", "tool_use_id": id, "content": text})])
+                let mut result = json!({"type": "tool_result", "tool_use_id": id});
+                if !text.is_empty() {
+                    result["content"] = text.into();
+                }
+                ("user", vec![result])
             }
             _ => {
                 return Err(invalid(

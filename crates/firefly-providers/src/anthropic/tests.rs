@@ -480,6 +480,15 @@ fn hub_request_defaults_and_simple_shapes() {
     assert_eq!(request["max_tokens"], 4096);
     assert_eq!(request["tool_choice"], json!({"type": "tool", "name": "f"}));
     assert!(request["system"][0]["text"].as_str().unwrap().contains("JSON object"));
+    // A tool result with no output has no content; an empty assistant turn is left out.
+    let hub = json!({"model": "x", "messages": [
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": ""},
+        {"role": "assistant", "content": ""}
+    ]});
+    let request = to_value(&request_from_openai(&hub, "c", 10).unwrap());
+    assert_eq!(request["messages"].as_array().map(Vec::len), Some(2));
+    assert_eq!(request["messages"][1]["content"], json!([{"type": "tool_result", "tool_use_id": "c1"}]));
 }
 
 #[test]
@@ -1088,6 +1097,7 @@ fn adapter_classifies_anthropic_errors() {
         (503, b"<html>".to_vec(), &none, UpstreamFailure::Retryable { retry_after: None }),
         (418, body("overloaded_error", "Overloaded"), &none, UpstreamFailure::Retryable { retry_after: None }),
         (400, b"not json".to_vec(), &none, UpstreamFailure::Fatal),
+        (400, body("invalid_request_error", "This organization has been disabled."), &none, UpstreamFailure::AuthFailed),
     ];
     for (status, body, headers, expected) in cases {
         assert_eq!(
