@@ -11,7 +11,7 @@
 //! |---|---|---|---|
 //! | `openai` | [`OpenAiAdapter`] | `{base}/chat/completions`, `{base}/embeddings`, `{base}/models`, the base ending in its version (`https://api.openai.com/v1`, `https://api.deepseek.com/v1`, `https://dashscope.aliyuncs.com/compatible-mode/v1`, `http://localhost:11434/v1`) | `Authorization: Bearer` |
 //! | `azure` | [`AzureAdapter`] | `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=…` | `api-key` |
-//! | `anthropic` | [`AnthropicAdapter`](crate::anthropic::AnthropicAdapter) | `{base}/v1/messages`, `{base}/v1/messages/count_tokens`, `{base}/v1/models` (`https://api.anthropic.com`, a base ending in `/v1` accepted) | `x-api-key`, `anthropic-version` |
+//! | `anthropic` | [`AnthropicAdapter`] | `{base}/v1/messages`, `{base}/v1/messages/count_tokens`, `{base}/v1/models` (`https://api.anthropic.com`, a base ending in `/v1` accepted) | `x-api-key`, `anthropic-version` |
 
 mod azure;
 mod failure;
