@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::openai::Usage;
+use crate::transcode::TranscodeError;
 
 /// Anthropic's `stop_reason` as OpenAI's `finish_reason`. `pause_turn` (a server tool paused
 /// a long turn) has no OpenAI counterpart and ends the turn as `stop`; an unknown reason
@@ -107,4 +108,9 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// A 400 naming the parameter at fault.
+pub(crate) fn invalid(message: impl Into<String>, param: &str) -> TranscodeError {
+    TranscodeError::invalid(message, Some(param))
 }

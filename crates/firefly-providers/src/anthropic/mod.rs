@@ -32,19 +32,21 @@
 //!   cache_creation_input_tokens`, `cached_tokens = cache_read_input_tokens`.
 
 mod adapter;
+mod client_request;
 mod convert;
 mod decode;
 mod encode;
 mod error;
-mod request;
 mod response;
+mod upstream_request;
 
 #[cfg(test)]
 mod tests;
 
 pub use adapter::{AnthropicAdapter, ANTHROPIC_VERSION};
+pub use client_request::request_to_openai;
 pub use decode::StreamDecoder;
 pub use encode::StreamEncoder;
 pub use error::{anthropic_error_to_openai, error_body, error_type_for_status, openai_error_to_anthropic};
-pub use request::{request_from_openai, request_to_openai};
 pub use response::{response_from_openai, response_to_openai};
+pub use upstream_request::request_from_openai;
