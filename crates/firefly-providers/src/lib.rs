@@ -9,6 +9,8 @@
 //! - [`adapter`]: one [`Adapter`] per provider type (`openai` for any OpenAI-compatible base
 //!   URL, `azure`), which builds the upstream request's URL and headers and classifies its
 //!   failures, and the [`Registry`] that maps provider types to adapters.
+//! - [`anthropic`]: Anthropic's Messages API: requests, responses and streams converted to
+//!   and from the OpenAI hub ([`transcode`]), error bodies, and the `anthropic` adapter.
 //!
 //! # A streamed chat request through these pieces
 //!

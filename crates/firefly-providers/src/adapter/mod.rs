@@ -11,6 +11,7 @@
 //! |---|---|---|---|
 //! | `openai` | [`OpenAiAdapter`] | `{base}/chat/completions`, `{base}/embeddings`, `{base}/models`, the base ending in its version (`https://api.openai.com/v1`, `https://api.deepseek.com/v1`, `https://dashscope.aliyuncs.com/compatible-mode/v1`, `http://localhost:11434/v1`) | `Authorization: Bearer` |
 //! | `azure` | [`AzureAdapter`] | `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=…` | `api-key` |
+//! | `anthropic` | [`AnthropicAdapter`] | `{base}/v1/messages`, `{base}/v1/messages/count_tokens`, `{base}/v1/models` (`https://api.anthropic.com`, a base ending in `/v1` accepted) | `x-api-key`, `anthropic-version` |
 //! | `gemini` | [`GeminiAdapter`](crate::gemini::GeminiAdapter) | `{base}/v1beta/models/{model}:generateContent` (`:streamGenerateContent?alt=sse` for streams), `{base}/v1beta/models`; the base `https://generativelanguage.googleapis.com`, with or without its version | `x-goog-api-key` |
 //! | `dashscope` | [`DashScopeAdapter`](crate::dashscope::DashScopeAdapter) | `{base}/api/v1/services/aigc/text2image/image-synthesis` (images, asynchronous: `X-DashScope-Async: enable`, then `{base}/api/v1/tasks/{task_id}`), `{base}/api/v1/services/aigc/multimodal-generation/generation` (speech), the base `https://dashscope.aliyuncs.com` or `https://dashscope-intl.aliyuncs.com`; its chat goes through an `openai` channel on `{base}/compatible-mode/v1` | `Authorization: Bearer` |
 
@@ -30,6 +31,8 @@ use url::Url;
 pub use azure::{AzureAdapter, AZURE_DEFAULT_API_VERSION};
 pub use failure::{classify_openai_compatible, retry_after, ErrorInfo, UpstreamFailure};
 pub use openai::OpenAiAdapter;
+
+use crate::anthropic::AnthropicAdapter;
 
 /// What the relay asks an upstream to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -164,6 +167,7 @@ impl Default for Registry {
         let mut registry = Registry::empty();
         registry.register(Arc::new(OpenAiAdapter));
         registry.register(Arc::new(AzureAdapter));
+        registry.register(Arc::new(AnthropicAdapter));
         registry.register(Arc::new(crate::gemini::GeminiAdapter));
         registry.register(Arc::new(crate::dashscope::DashScopeAdapter));
         registry

@@ -111,10 +111,10 @@ fn build_errors() {
 #[test]
 fn registry_finds_adapters_by_provider_type() {
     let registry = Registry::default();
-    assert_eq!(registry.providers().collect::<Vec<_>>(), ["openai", "azure", "gemini", "dashscope"]);
+    assert_eq!(registry.providers().collect::<Vec<_>>(), ["openai", "azure", "anthropic", "gemini", "dashscope"]);
     assert_eq!(registry.get("openai").map(|a| a.name()), Some("openai"));
     assert_eq!(registry.get("azure").map(|a| a.wire_format()), Some(WireFormat::OpenAi));
-    assert!(registry.get("anthropic").is_none());
+    assert_eq!(registry.get("anthropic").map(|a| a.wire_format()), Some(WireFormat::Anthropic));
     assert!(registry.get_shared("azure").is_some());
 
     struct Custom;
