@@ -30,19 +30,26 @@ impl PricingStore for MysqlStore {
         // The new values are bound twice rather than read back with `VALUES()`: see
         // `put_preferences`.
         sqlx::query(
-            "INSERT INTO model_prices (model, input_per_mtok, output_per_mtok, cached_input_per_mtok, updated_at)
-             VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO model_prices (model, input_per_mtok, output_per_mtok, cached_input_per_mtok, per_image,
+                 per_mchar, per_second, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
              ON DUPLICATE KEY UPDATE input_per_mtok = ?, output_per_mtok = ?, cached_input_per_mtok = ?,
-                 updated_at = ?",
+                 per_image = ?, per_mchar = ?, per_second = ?, updated_at = ?",
         )
         .bind(&p.model)
         .bind(p.price.input_per_mtok)
         .bind(p.price.output_per_mtok)
         .bind(p.price.cached_input_per_mtok)
+        .bind(p.price.per_image)
+        .bind(p.price.per_mchar)
+        .bind(p.price.per_second)
         .bind(p.updated_at)
         .bind(p.price.input_per_mtok)
         .bind(p.price.output_per_mtok)
         .bind(p.price.cached_input_per_mtok)
+        .bind(p.price.per_image)
+        .bind(p.price.per_mchar)
+        .bind(p.price.per_second)
         .bind(p.updated_at)
         .execute(&self.write)
         .await

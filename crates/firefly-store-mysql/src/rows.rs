@@ -42,7 +42,7 @@ macro_rules! batch_columns {
 macro_rules! price_columns {
     () => {
         "CONVERT(p.model USING utf8mb4) AS model, p.input_per_mtok, p.output_per_mtok, p.cached_input_per_mtok, \
-         p.updated_at"
+         p.per_image, p.per_mchar, p.per_second, p.updated_at"
     };
 }
 

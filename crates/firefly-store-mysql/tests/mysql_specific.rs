@@ -227,6 +227,7 @@ async fn model_and_group_names_compare_exactly() {
             input_per_mtok: input,
             output_per_mtok: 1,
             cached_input_per_mtok: None,
+            ..Default::default()
         },
         updated_at: T0,
     };

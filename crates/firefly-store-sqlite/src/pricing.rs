@@ -22,16 +22,21 @@ impl SqliteStore {
 impl PricingStore for SqliteStore {
     async fn put_model_price(&self, p: ModelPrice) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO model_prices (model, input_per_mtok, output_per_mtok, cached_input_per_mtok, updated_at)
-             VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO model_prices (model, input_per_mtok, output_per_mtok, cached_input_per_mtok, per_image,
+                 per_mchar, per_second, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (model) DO UPDATE SET input_per_mtok = excluded.input_per_mtok,
                  output_per_mtok = excluded.output_per_mtok, cached_input_per_mtok = excluded.cached_input_per_mtok,
+                 per_image = excluded.per_image, per_mchar = excluded.per_mchar, per_second = excluded.per_second,
                  updated_at = excluded.updated_at",
         )
         .bind(&p.model)
         .bind(p.price.input_per_mtok)
         .bind(p.price.output_per_mtok)
         .bind(p.price.cached_input_per_mtok)
+        .bind(p.price.per_image)
+        .bind(p.price.per_mchar)
+        .bind(p.price.per_second)
         .bind(p.updated_at)
         .execute(&self.write)
         .await

@@ -35,7 +35,7 @@ macro_rules! batch_columns {
 /// Columns of `model_prices`, in `PriceRow` order.
 macro_rules! price_columns {
     () => {
-        "model, input_per_mtok, output_per_mtok, cached_input_per_mtok, updated_at"
+        "model, input_per_mtok, output_per_mtok, cached_input_per_mtok, per_image, per_mchar, per_second, updated_at"
     };
 }
 

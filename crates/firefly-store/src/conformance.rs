@@ -863,6 +863,7 @@ fn price(model: &str, input: i64, output: i64, cached: Option<i64>, at: Millis) 
             input_per_mtok: input,
             output_per_mtok: output,
             cached_input_per_mtok: cached,
+            ..Default::default()
         },
         updated_at: at,
     }
@@ -884,6 +885,19 @@ pub async fn prices_put_get_list_delete(store: DynStore) {
     assert!(store.delete_model_price("gpt-4o").await.unwrap());
     assert!(!store.delete_model_price("gpt-4o").await.unwrap());
     assert_eq!(store.model_price("gpt-4o").await.unwrap(), None);
+
+    // Media prices round-trip, and replacing a price replaces them too.
+    let mut media = price("wanx2.1-t2i-turbo", 0, 0, None, T0);
+    media.price.per_image = Some(140_000);
+    media.price.per_mchar = Some(15_000_000);
+    media.price.per_second = Some(0);
+    store.put_model_price(media.clone()).await.unwrap();
+    assert_eq!(store.model_price("wanx2.1-t2i-turbo").await.unwrap(), Some(media.clone()));
+    media.price.per_image = None;
+    media.price.per_second = Some(100);
+    media.updated_at = T0 + 5;
+    store.put_model_price(media.clone()).await.unwrap();
+    assert_eq!(store.model_price("wanx2.1-t2i-turbo").await.unwrap(), Some(media));
 }
 
 pub async fn groups_crud_and_membership(store: DynStore) {

@@ -200,6 +200,9 @@ pub struct PriceRow {
     input_per_mtok: i64,
     output_per_mtok: i64,
     cached_input_per_mtok: Option<i64>,
+    per_image: Option<i64>,
+    per_mchar: Option<i64>,
+    per_second: Option<i64>,
     updated_at: i64,
 }
 
@@ -211,6 +214,9 @@ impl From<PriceRow> for ModelPrice {
                 input_per_mtok: r.input_per_mtok,
                 output_per_mtok: r.output_per_mtok,
                 cached_input_per_mtok: r.cached_input_per_mtok,
+                per_image: r.per_image,
+                per_mchar: r.per_mchar,
+                per_second: r.per_second,
             },
             updated_at: r.updated_at,
         }

@@ -1,6 +1,8 @@
-//! Administrators' prices per model (credits per million tokens) and user groups with
-//! price multipliers (basis points: 10 000 = 1×). A model without a price is never
-//! served (the relay refuses it).
+//! Administrators' prices per model (credits per million tokens; per image, per million
+//! characters of speech, per second of transcribed audio) and user groups with price
+//! multipliers (basis points: 10 000 = 1×). A model without a price is never served (the
+//! relay refuses it), and an endpoint whose unit a model has no price for is refused too:
+//! a model priced only for images (token prices 0 and an image price) serves no chat.
 
 use super::TAG;
 use crate::accounts::{rfc3339, AdminUser};
@@ -28,6 +30,13 @@ pub struct PriceRequest {
     output_per_mtok: i64,
     /// Credits per million cached input tokens; absent: billed as input.
     cached_input_per_mtok: Option<i64>,
+    /// Credits per generated image; absent: not served for images.
+    per_image: Option<i64>,
+    /// Credits per million characters of speech input; absent: not served for speech.
+    per_mchar: Option<i64>,
+    /// Credits per second of transcribed audio (billed by the millisecond); absent: not
+    /// served for transcription.
+    per_second: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -36,6 +45,9 @@ pub struct PriceView {
     input_per_mtok: i64,
     output_per_mtok: i64,
     cached_input_per_mtok: Option<i64>,
+    per_image: Option<i64>,
+    per_mchar: Option<i64>,
+    per_second: Option<i64>,
     updated_at: String,
 }
 
@@ -46,6 +58,9 @@ impl From<ModelPrice> for PriceView {
             input_per_mtok: p.price.input_per_mtok,
             output_per_mtok: p.price.output_per_mtok,
             cached_input_per_mtok: p.price.cached_input_per_mtok,
+            per_image: p.price.per_image,
+            per_mchar: p.price.per_mchar,
+            per_second: p.price.per_second,
             updated_at: rfc3339(p.updated_at),
         }
     }
@@ -91,8 +106,16 @@ pub async fn put_price(
     check_model(&mut errors, &model);
     check_amount(&mut errors, "input_per_mtok", req.input_per_mtok, MAX_PRICE);
     check_amount(&mut errors, "output_per_mtok", req.output_per_mtok, MAX_PRICE);
-    if let Some(cached) = req.cached_input_per_mtok {
-        check_amount(&mut errors, "cached_input_per_mtok", cached, MAX_PRICE);
+    let optional = [
+        ("cached_input_per_mtok", req.cached_input_per_mtok),
+        ("per_image", req.per_image),
+        ("per_mchar", req.per_mchar),
+        ("per_second", req.per_second),
+    ];
+    for (field, value) in optional {
+        if let Some(value) = value {
+            check_amount(&mut errors, field, value, MAX_PRICE);
+        }
     }
     crate::accounts::validate::finish(errors)?;
     let price = ModelPrice {
@@ -101,6 +124,9 @@ pub async fn put_price(
             input_per_mtok: req.input_per_mtok,
             output_per_mtok: req.output_per_mtok,
             cached_input_per_mtok: req.cached_input_per_mtok,
+            per_image: req.per_image,
+            per_mchar: req.per_mchar,
+            per_second: req.per_second,
         },
         updated_at: now_ms(),
     };

@@ -2,7 +2,7 @@
 //! returned), error bodies rendered with that id, one JSON log line and the HTTP
 //! metrics per request. Nothing from headers or bodies is logged: no secret can leak.
 
-use super::error::{error_body, openai_error_body, ErrorPayload};
+use super::error::{error_body_for, ErrorPayload};
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
@@ -61,7 +61,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let mut response = next.run(req).instrument(span.clone()).await;
 
     let code = response.extensions_mut().remove::<ErrorPayload>().map(|ErrorPayload(error)| {
-        let body = if path.starts_with("/v1/") { openai_error_body(&error, &id) } else { error_body(&error, &id) };
+        let body = error_body_for(&path, &error, &id);
         let body = body.to_string();
         let headers = response.headers_mut();
         headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -86,6 +86,39 @@ pub fn openai_error_body(error: &Error, request_id: &str) -> serde_json::Value {
     }})
 }
 
+/// The JSON body of an error on the Anthropic-compatible API (`/v1/messages...`):
+/// Anthropic's shape, `{"type": "error", "error": {"type", "message"}}`, the type chosen
+/// by status as Anthropic chooses it, with Firefly's stable code and the request id
+/// alongside (the SDKs ignore fields they do not know).
+pub fn anthropic_error_body(error: &Error, request_id: &str) -> serde_json::Value {
+    let kind = match error.code.status() {
+        401 => "authentication_error",
+        402 | 403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        500..=599 => "api_error",
+        _ => "invalid_request_error",
+    };
+    serde_json::json!({
+        "type": "error",
+        "error": { "type": kind, "message": error.message, "code": error.code.as_str() },
+        "request_id": request_id,
+    })
+}
+
+/// Which error shape a path's clients read.
+pub fn error_body_for(path: &str, error: &Error, request_id: &str) -> serde_json::Value {
+    if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+        anthropic_error_body(error, request_id)
+    } else if path.starts_with("/v1/") {
+        openai_error_body(error, request_id)
+    } else {
+        error_body(error, request_id)
+    }
+}
+
 /// The JSON body of an error, as clients see it.
 pub fn error_body(error: &Error, request_id: &str) -> serde_json::Value {
     let mut inner = serde_json::json!({

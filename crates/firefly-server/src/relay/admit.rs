@@ -8,7 +8,7 @@ use super::table::Upstream;
 use super::Relay;
 use crate::http::ApiError;
 use crate::keys::auth::CachedKey;
-use firefly_core::money::{cost, TokenPrice, TokenUsage};
+use firefly_core::money::{cost, media_cost, MediaUnits, TokenPrice, TokenUsage};
 use firefly_core::{Error, ErrorCode};
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,6 +32,9 @@ pub struct Ask<'a> {
     pub input_bytes: usize,
     /// Output tokens allowed over all choices.
     pub output_tokens: u64,
+    /// A media request's worst case (images asked for, characters, audio length), billed
+    /// at the model's media price instead of its token prices.
+    pub media: Option<MediaUnits>,
 }
 
 impl Relay {
@@ -42,19 +45,33 @@ impl Relay {
         }
         let table = self.routes.current();
         let plan = table.plan(ask.model, Instant::now()).ok_or_else(|| model_not_found(ask.model))?;
-        let price = self.price(ask.model).await?.ok_or_else(|| {
-            Error::with_message(
+        let unpriced = |what: &str| {
+            ApiError(Error::with_message(
                 ErrorCode::ModelUnpriced,
                 format!(
-                    "The model `{}` has no price yet, so it cannot be used; an administrator must price it.",
+                    "The model `{}` has no price {what}yet, so it cannot be used; an administrator must price it.",
                     ask.model
                 ),
-            )
-        })?;
+            ))
+        };
+        let price = self.price(ask.model).await?.ok_or_else(|| unpriced(""))?;
         if plan.is_empty() {
             return Err(ErrorCode::NoChannelAvailable.into());
         }
         let multiplier_bp = self.multiplier(k.user_id).await?;
+        // The worst case, in the unit this request is billed by; `None` inside: overflow.
+        let worst = match ask.media {
+            None if !price.covers_tokens() => return Err(unpriced("for tokens ")),
+            None => {
+                let usage = TokenUsage {
+                    input: ask.input_bytes as i64,
+                    output: ask.output_tokens.min(i64::MAX as u64) as i64,
+                    cached_input: 0,
+                };
+                cost(&price, &usage, multiplier_bp)
+            }
+            Some(units) => media_cost(&price, units, multiplier_bp).ok_or_else(|| unpriced(unit_name(units)))?,
+        };
 
         let key_limit = Limit {
             rpm: k.rpm_limit.map(clamp_u32),
@@ -85,12 +102,7 @@ impl Relay {
             ApiError(e)
         })?;
 
-        let usage = TokenUsage {
-            input: ask.input_bytes as i64,
-            output: ask.output_tokens.min(i64::MAX as u64) as i64,
-            cached_input: 0,
-        };
-        let Some(worst) = cost(&price, &usage, multiplier_bp) else {
+        let Some(worst) = worst else {
             lease.settle(0);
             return Err(ErrorCode::InsufficientBalance.into());
         };
@@ -104,6 +116,14 @@ impl Relay {
             }
         };
         Ok(Admission { plan, hold, lease, price, multiplier_bp, user_id: k.user_id, key_id: k.id })
+    }
+}
+
+fn unit_name(units: MediaUnits) -> &'static str {
+    match units {
+        MediaUnits::Images(_) => "for images ",
+        MediaUnits::Characters(_) => "for speech ",
+        MediaUnits::Milliseconds(_) => "for transcription ",
     }
 }
 

@@ -21,7 +21,7 @@ fn keys_purpose(provider: &str, base_url: &str) -> Vec<u8> {
     format!("firefly/channel-keys/v1\n{provider}\n{base_url}").into_bytes()
 }
 /// Adapters this build has. The relay issue adds Anthropic, Gemini and DashScope's native APIs.
-pub const PROVIDERS: &[&str] = &["openai", "azure"];
+pub const PROVIDERS: &[&str] = &["openai", "azure", "anthropic", "gemini", "dashscope"];
 const MAX_KEYS: usize = 64;
 const MAX_MODELS: usize = 512;
 

@@ -8,6 +8,8 @@
 //! `relay.drain_timeout_secs`) so that what was produced is billed.
 
 use super::admit::Admission;
+use super::formats::{error_answer, whole_answer, ClientFormat, RequestBody, StreamRelay};
+use super::media::MediaCall;
 use super::table::Upstream;
 use super::writer::Slot;
 use super::Relay;
@@ -15,12 +17,13 @@ use crate::state::AppState;
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use firefly_core::money::{cost, TokenUsage};
+use firefly_core::money::{cost, media_cost, MediaUnits, TokenUsage};
 use firefly_core::time::now_ms;
 use firefly_core::{Error, ErrorCode};
-use firefly_providers::adapter::{Operation, RequestContext};
-use firefly_providers::openai::{StreamUsageFilter, Usage, Verdict};
+use firefly_providers::adapter::{Operation, RequestContext, WireFormat};
+use firefly_providers::openai::Usage;
 use firefly_providers::sse::SseParser;
+use firefly_providers::transcode::TranscodeError;
 use firefly_providers::UpstreamFailure;
 use firefly_store::{ChannelStatus, UsageRecord};
 use futures::StreamExt;
@@ -28,9 +31,6 @@ use http::{HeaderValue, StatusCode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-
-/// The upstream body for an upstream model name.
-pub type BodyFor = Box<dyn Fn(Option<&str>) -> Bytes + Send + Sync>;
 
 /// A failed attempt: what it means, why (for the log), and the upstream's answer if any.
 struct Failure {
@@ -42,14 +42,21 @@ struct Failure {
 /// What is being relayed.
 pub struct Call {
     pub op: Operation,
+    pub client: ClientFormat,
     pub model: String,
     pub stream: bool,
     pub client_wants_usage: bool,
-    /// The client's body, per upstream model name.
-    pub body: BodyFor,
+    /// Choices asked for (`n`).
+    pub choices: u32,
+    /// The client's body, and how each upstream format gets it.
+    pub body: RequestBody,
     pub request_id: String,
     /// Body length: the fallback estimate of input tokens when the upstream reports none.
     pub input_bytes: usize,
+    /// An image or speech call, billed by its units rather than tokens.
+    pub media: Option<MediaCall>,
+    /// The client's content type, sent on when it matters (a multipart upload's boundary).
+    pub content_type: Option<HeaderValue>,
 }
 
 /// Largest non-stream upstream answer read (a completion with many choices, embeddings
@@ -74,6 +81,9 @@ enum Attempt {
     /// A 2xx answer: what to do with its body.
     Answer(reqwest::Response),
     Failed(Failure),
+    /// The request cannot be expressed in this channel's format (Anthropic has no `n`, a
+    /// provider serves no embeddings): the next channel may serve it; nothing was sent.
+    Unfit(TranscodeError),
 }
 
 impl Attempt {
@@ -86,6 +96,8 @@ impl Attempt {
 struct Outcome {
     status: StatusCode,
     usage: Option<Usage>,
+    /// What a media call delivered, billed instead of tokens.
+    units: Option<MediaUnits>,
     /// Fallback counts when the upstream gave no usage.
     events: u64,
     channel_id: Option<i64>,
@@ -98,6 +110,7 @@ async fn run(state: AppState, admission: Admission, call: Call, reply: oneshot::
     let relay = &state.relay;
     let mut reply = Some(reply);
     let mut last: Option<Failure> = None;
+    let mut unfit: Option<TranscodeError> = None;
     let mut outcome = None;
     let mut last_channel = None;
     let attempts = relay.settings.max_attempts as usize;
@@ -110,6 +123,7 @@ async fn run(state: AppState, admission: Admission, call: Call, reply: oneshot::
         if !upstream.breaker.allow(Instant::now()) || !upstream.take_rpm() {
             continue;
         }
+        let wire = upstream.adapter.wire_format();
         if tried > 0 {
             let hint = last.as_ref().and_then(|f| match f.verdict {
                 UpstreamFailure::Retryable { retry_after } => retry_after,
@@ -123,9 +137,9 @@ async fn run(state: AppState, admission: Admission, call: Call, reply: oneshot::
             Attempt::Answer(response) => {
                 upstream.breaker.success();
                 let sent = if call.stream {
-                    stream(relay, response, &call, &mut reply, started).await
+                    stream(relay, response, &call, wire, &mut reply, started).await
                 } else {
-                    whole(relay, response, &mut reply, started).await
+                    whole(relay, upstream, response, &call, wire, &mut reply, started).await
                 };
                 match sent {
                     Ok(mut o) => {
@@ -139,6 +153,11 @@ async fn run(state: AppState, admission: Admission, call: Call, reply: oneshot::
                         last = Some(Failure { verdict: UpstreamFailure::CONNECTION, reason, answer: None });
                     }
                 }
+            }
+            Attempt::Unfit(e) => {
+                // Not this channel's fault, and no attempt: the plan goes on.
+                tried -= 1;
+                unfit = Some(e);
             }
             Attempt::Failed(failure) => {
                 tracing::warn!(channel_id = upstream.id, reason = %failure.reason, verdict = ?failure.verdict, "upstream attempt failed");
@@ -162,11 +181,22 @@ async fn run(state: AppState, admission: Admission, call: Call, reply: oneshot::
     let outcome = match outcome {
         Some(o) => o,
         None => {
-            let (status, response, error) = failure_response(tried, last);
+            let (status, response, error) = match (last, unfit) {
+                (None, Some(e)) => unfit_response(e),
+                (last, _) => failure_response(tried, last),
+            };
             if let Some(tx) = reply.take() {
                 let _ = tx.send(response);
             }
-            Outcome { status, usage: None, events: 0, channel_id: last_channel, first_byte: None, error: Some(error) }
+            Outcome {
+                status,
+                usage: None,
+                units: None,
+                events: 0,
+                channel_id: last_channel,
+                first_byte: None,
+                error: Some(error),
+            }
         }
     };
     settle(admission, &call, outcome, started, slot);
@@ -180,6 +210,11 @@ fn backoff(tried: usize, hint: Option<Duration>) -> Duration {
 
 async fn attempt(relay: &Relay, upstream: &Upstream, call: &Call) -> Attempt {
     let model = upstream.upstream_model(&call.model);
+    let wire = upstream.adapter.wire_format();
+    let body = match call.body.for_upstream(wire, model) {
+        Ok(body) => body,
+        Err(e) => return Attempt::Unfit(e),
+    };
     let ctx = RequestContext {
         base_url: &upstream.base_url,
         api_version: upstream.api_version.as_deref(),
@@ -197,8 +232,10 @@ async fn attempt(relay: &Relay, upstream: &Upstream, call: &Call) -> Attempt {
             })
         }
     };
-    let body = (call.body)(Some(model));
-    let request = relay.client.request(head.method, head.url).headers(head.headers).body(body);
+    let mut request = relay.client.request(head.method, head.url).headers(head.headers).body(body);
+    if let (Operation::AudioTranscriptions, Some(content_type)) = (call.op, &call.content_type) {
+        request = request.header(http::header::CONTENT_TYPE, content_type.clone());
+    }
     let sent = tokio::time::timeout(relay.settings.first_byte_timeout, request.send()).await;
     let response = match sent {
         Err(_) => return Attempt::failed("no answer within the first-byte timeout".into()),
@@ -212,6 +249,7 @@ async fn attempt(relay: &Relay, upstream: &Upstream, call: &Call) -> Attempt {
     let headers = response.headers().clone();
     let body = read_limited(response, MAX_ERROR_BYTES, relay.settings.chunk_timeout).await.unwrap_or_default();
     let failure = upstream.adapter.classify(status.as_u16(), &headers, &body);
+    let body = error_answer(call.client, wire, status.as_u16(), body);
     Attempt::Failed(Failure {
         verdict: failure,
         reason: format!("HTTP {}", status.as_u16()),
@@ -261,15 +299,31 @@ async fn read_limited(response: reqwest::Response, limit: usize, idle: Duration)
 /// A non-stream answer: read whole (it is one JSON document), then sent.
 async fn whole(
     relay: &Relay,
+    upstream: &Upstream,
     response: reqwest::Response,
+    call: &Call,
+    wire: WireFormat,
     reply: &mut Option<oneshot::Sender<Response>>,
     started: Instant,
 ) -> Result<Outcome, String> {
     let status = response.status();
-    let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
+    let content_type = match call.client.passes_through(wire) {
+        true => response.headers().get(http::header::CONTENT_TYPE).cloned(),
+        false => None,
+    };
+    let upstream_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
     let body = read_limited(response, MAX_RESPONSE_BYTES, relay.settings.chunk_timeout).await?;
     let first_byte = started.elapsed();
-    let usage = Usage::from_response(&body);
+    let (body, usage, units, content_type) = match &call.media {
+        Some(media) => {
+            let a = super::media::answer(relay, upstream, media, wire, upstream_type, body).await?;
+            (a.body, None, Some(a.units), Some(a.content_type))
+        }
+        None => {
+            let (body, usage) = whole_answer(call.client, wire, body, &call.model).map_err(|e| e.to_string())?;
+            (body, usage, None, content_type)
+        }
+    };
     let mut out = Response::new(Body::from(body));
     *out.status_mut() = status;
     out.headers_mut()
@@ -278,7 +332,7 @@ async fn whole(
         Some(true) => status,
         _ => StatusCode::from_u16(499).expect("499 is a valid status"),
     };
-    Ok(Outcome { status, usage, events: 0, channel_id: None, first_byte: Some(first_byte), error: None })
+    Ok(Outcome { status, usage, units, events: 0, channel_id: None, first_byte: Some(first_byte), error: None })
 }
 
 /// A stream: the response head goes out now; events follow as they come.
@@ -286,6 +340,7 @@ async fn stream(
     relay: &Relay,
     response: reqwest::Response,
     call: &Call,
+    wire: WireFormat,
     reply: &mut Option<oneshot::Sender<Response>>,
     started: Instant,
 ) -> Result<Outcome, String> {
@@ -309,8 +364,10 @@ async fn stream(
     let mut client = reply.take().is_some_and(|r| r.send(head).is_ok());
 
     let mut parser = SseParser::new();
-    let mut filter = StreamUsageFilter::new(call.client_wants_usage);
+    let mut relay_events =
+        StreamRelay::new(call.client, wire, call.client_wants_usage, call.choices, &call.request_id, &call.model);
     let mut events = 0u64;
+    let mut sent = Vec::new();
     let mut error = None;
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut pending = Some(Ok(first));
@@ -342,19 +399,16 @@ async fn stream(
             }
         };
         parser.push_bytes(chunk);
-        let mut out = BytesMut::new();
+        sent.clear();
         loop {
             match parser.next_event() {
-                Ok(Some(event)) => {
-                    if carries_text(&event.data) {
-                        events += 1;
+                Ok(Some(event)) => match relay_events.on_event(&event, &mut sent) {
+                    Ok(converted) => events += u64::from(converted.text),
+                    Err(e) => {
+                        error = Some(("upstream_bad_stream".to_owned(), e.to_string()));
+                        break;
                     }
-                    match filter.on_event(&event) {
-                        Verdict::Forward => out.extend_from_slice(&event.raw),
-                        Verdict::Replace(bytes) => out.extend_from_slice(&bytes),
-                        Verdict::Drop => {}
-                    }
-                }
+                },
                 Ok(None) => break,
                 Err(e) => {
                     error = Some(("upstream_bad_stream".to_owned(), e.to_string()));
@@ -362,7 +416,7 @@ async fn stream(
                 }
             }
         }
-        if client && !out.is_empty() && tx.send(Ok(out.freeze())).await.is_err() {
+        if client && !sent.is_empty() && tx.send(Ok(coalesce(&mut sent))).await.is_err() {
             // The client left: keep reading, for a bounded time, to bill what is produced.
             client = false;
             deadline = Some(tokio::time::Instant::now() + relay.settings.drain_timeout);
@@ -372,14 +426,21 @@ async fn stream(
         }
     }
     if error.is_none() {
+        sent.clear();
         if let Err(e) = parser.finish() {
             error = Some(("upstream_disconnected".to_owned(), e.to_string()));
+        } else if let Err(e) = relay_events.finish(&mut sent) {
+            error = Some(("upstream_disconnected".to_owned(), e.to_string()));
+        }
+        if client && !sent.is_empty() {
+            let _ = tx.send(Ok(coalesce(&mut sent))).await;
         }
     }
     if let (Some((code, message)), true) = (&error, client) {
-        // Tell the client in-band, as OpenAI does, then end the stream.
-        let event = serde_json::json!({"error": {"message": message, "type": "server_error", "code": code}});
-        let _ = tx.send(Ok(firefly_providers::sse::encode_event(event.to_string().as_bytes()))).await;
+        // Tell the client in-band, in its format, then end the stream.
+        sent.clear();
+        relay_events.fail(code, message, &mut sent);
+        let _ = tx.send(Ok(coalesce(&mut sent))).await;
     }
     let status = if !client && deadline.is_some() {
         StatusCode::from_u16(499).expect("valid")
@@ -388,26 +449,42 @@ async fn stream(
     } else {
         StatusCode::OK
     };
-    Ok(Outcome { status, usage: filter.usage(), events, channel_id: None, first_byte: Some(first_byte), error })
+    let usage = relay_events.usage();
+    Ok(Outcome { status, usage, units: None, events, channel_id: None, first_byte: Some(first_byte), error })
 }
 
-/// Whether a chunk carries generated text (content, reasoning, a refusal or tool-call
-/// arguments): the fallback count of output tokens when the upstream reports no usage.
-fn carries_text(data: &[u8]) -> bool {
-    const KEYS: [&[u8]; 4] = [b"\"content\":", b"\"arguments\":", b"\"reasoning_content\":", b"\"refusal\":"];
-    KEYS.iter().any(|key| {
-        memchr::memmem::find_iter(data, key).any(|at| {
-            let rest = &data[at + key.len()..];
-            let rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
-            rest.len() >= 2 && rest[0] == b'"' && rest[1] != b'"'
-        })
-    })
+/// The client's events of one upstream chunk as one write: a single event is sent as it
+/// is, several are joined.
+fn coalesce(events: &mut Vec<Bytes>) -> Bytes {
+    if events.len() == 1 {
+        return events.pop().expect("one event");
+    }
+    let mut out = BytesMut::with_capacity(events.iter().map(Bytes::len).sum());
+    for event in events.drain(..) {
+        out.extend_from_slice(&event);
+    }
+    out.freeze()
 }
 
 fn tokio_stream_from(
     mut rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// The answer when no channel could take the request as it is.
+fn unfit_response(e: TranscodeError) -> (StatusCode, Response, (String, String)) {
+    let message = format!("No channel serving this model can take this request: {e}");
+    let mut error = Error::with_message(ErrorCode::InvalidRequest, message.clone());
+    if let TranscodeError::InvalidRequest { param: Some(param), .. } = &e {
+        error.details = Some(serde_json::json!({ "param": param }));
+    }
+    let code = ErrorCode::InvalidRequest;
+    (
+        StatusCode::from_u16(code.status()).expect("valid"),
+        crate::http::ApiError(error).into_response(),
+        (code.as_str().into(), message),
+    )
 }
 
 /// The answer when no channel answered: the upstream's own error for the request's fault,
@@ -461,12 +538,16 @@ fn settle(admission: Admission, call: &Call, o: Outcome, started: Instant, slot:
         },
         // No usage from the upstream: a stream's content events (about one token each) and
         // a quarter of the body's bytes; nothing at all when nothing was answered.
-        None if o.status.is_success() || o.events > 0 => {
+        None if o.units.is_none() && (o.status.is_success() || o.events > 0) => {
             TokenUsage { input: (call.input_bytes / 4).max(1) as i64, output: o.events as i64, cached_input: 0 }
         }
         None => TokenUsage::default(),
     };
-    let amount = cost(&price, &usage, multiplier_bp).unwrap_or(hold.amount());
+    let amount = match o.units {
+        Some(units) => media_cost(&price, units, multiplier_bp).flatten(),
+        None => cost(&price, &usage, multiplier_bp),
+    }
+    .unwrap_or(hold.amount());
     let (charged, hold_id) = hold.settle(amount);
     if charged < amount {
         tracing::warn!(request_id = %call.request_id, cost = amount, charged, "cost exceeded the reservation; charged the reservation");
@@ -478,8 +559,12 @@ fn settle(admission: Admission, call: &Call, o: Outcome, started: Instant, slot:
         user_id,
         api_key_id: Some(key_id),
         channel_id: o.channel_id,
-        endpoint: match call.op {
-            Operation::Embeddings => "embeddings".into(),
+        endpoint: match (call.op, call.client) {
+            (Operation::Embeddings, _) => "embeddings".into(),
+            (Operation::ImageGenerations, _) => "images.generations".into(),
+            (Operation::AudioSpeech, _) => "audio.speech".into(),
+            (Operation::AudioTranscriptions, _) => "audio.transcriptions".into(),
+            (_, ClientFormat::Anthropic) => "messages".into(),
             _ => "chat.completions".into(),
         },
         model: call.model.clone(),

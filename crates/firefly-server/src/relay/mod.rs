@@ -7,10 +7,13 @@
 //! the rest) → the batched usage [`writer`].
 
 pub mod admit;
+pub mod anthropic;
 pub mod channels;
 pub mod credits;
+pub mod formats;
 pub mod forward;
 pub mod limits;
+pub mod media;
 pub mod openai;
 pub mod probe;
 pub mod route;

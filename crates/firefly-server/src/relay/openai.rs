@@ -4,6 +4,7 @@
 //! path by the request-context middleware.
 
 use super::admit::{model_not_found, Ask};
+use super::formats::{ClientFormat, RequestBody};
 use super::forward::{relay, Call};
 use crate::http::context::{ClientChoseId, RequestId};
 use crate::http::{ApiError, ApiResult, Path};
@@ -105,16 +106,27 @@ pub async fn chat_completions(
             model: request.model(),
             input_bytes: request.body().len(),
             output_tokens: per_choice.saturating_mul(request.n()),
+            media: None,
         };
         let admission = state.relay.admit(&key, ask).await?;
+        let source = request.body().clone();
         let call = Call {
             op: Operation::ChatCompletions,
+            client: ClientFormat::OpenAi,
             model: request.model().to_owned(),
             stream: request.stream(),
             client_wants_usage: request.client_wants_usage(),
+            choices: request.n().min(u64::from(u32::MAX)) as u32,
             input_bytes: request.body().len(),
             request_id: id.unique(client_chose.is_some()),
-            body: Box::new(move |model| request.upstream_body(model)),
+            media: None,
+            content_type: None,
+            body: RequestBody::new(
+                ClientFormat::OpenAi,
+                source,
+                Box::new(move |model| request.upstream_body(Some(model))),
+                state.relay.settings.default_output_reserve,
+            ),
         };
         Ok(relay(state.clone(), admission, call).await)
     }
@@ -138,16 +150,23 @@ pub async fn embeddings(
     let result: ApiResult<Response> = async {
         let bytes = read_body(&state, body).await?;
         let request = EmbeddingsRequest::parse(bytes).map_err(invalid)?;
-        let ask = Ask { model: request.model(), input_bytes: request.body().len(), output_tokens: 0 };
+        let ask = Ask { model: request.model(), input_bytes: request.body().len(), output_tokens: 0, media: None };
         let admission = state.relay.admit(&key, ask).await?;
         let call = Call {
             op: Operation::Embeddings,
+            client: ClientFormat::OpenAi,
             model: request.model().to_owned(),
             stream: false,
             client_wants_usage: false,
+            choices: 1,
             input_bytes: request.body().len(),
             request_id: id.unique(client_chose.is_some()),
-            body: Box::new(move |model| request.upstream_body(model)),
+            media: None,
+            content_type: None,
+            body: RequestBody::pass_through_only(
+                ClientFormat::OpenAi,
+                Box::new(move |model| request.upstream_body(Some(model))),
+            ),
         };
         Ok(relay(state.clone(), admission, call).await)
     }
@@ -155,7 +174,7 @@ pub async fn embeddings(
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn read_body(state: &AppState, body: Body) -> ApiResult<Bytes> {
+pub(super) async fn read_body(state: &AppState, body: Body) -> ApiResult<Bytes> {
     axum::body::to_bytes(body, state.relay.settings.max_body_bytes).await.map_err(|_| ErrorCode::BodyTooLarge.into())
 }
 

@@ -2,6 +2,7 @@
 //! request through the channel, and a periodic task probes auto-disabled channels,
 //! turning each back on once its upstream answers again.
 
+use super::formats::{error_answer, whole_answer, ClientFormat, RequestBody};
 use crate::accounts::AdminUser;
 use crate::http::{ApiResult, Json, Path};
 use crate::ops::openapi::ErrorResponse;
@@ -10,7 +11,6 @@ use axum::extract::State;
 use firefly_core::time::now_ms;
 use firefly_core::ErrorCode;
 use firefly_providers::adapter::{Operation, RequestContext};
-use firefly_providers::openai::Usage;
 use firefly_store::{Channel, ChannelStatus};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -60,8 +60,17 @@ pub async fn probe(state: &AppState, channel: &Channel) -> ProbeResult {
         Ok(h) => h,
         Err(e) => return result(false, Some(model), None, e.to_string()),
     };
-    let body = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1});
-    let request = state.relay.client().request(head.method, head.url).headers(head.headers).json(&body);
+    // One token of an OpenAI chat request, in the channel's own format.
+    let hub = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1});
+    let wire = upstream.adapter.wire_format();
+    let hub_bytes = bytes::Bytes::from(hub.to_string());
+    let request_body =
+        RequestBody::new(ClientFormat::OpenAi, hub_bytes.clone(), Box::new(move |_| hub_bytes.clone()), 1);
+    let body = match request_body.for_upstream(wire, &model) {
+        Ok(body) => body,
+        Err(e) => return result(false, Some(model), None, e.to_string()),
+    };
+    let request = state.relay.client().request(head.method, head.url).headers(head.headers).body(body);
     let response = match tokio::time::timeout(PROBE_TIMEOUT, request.send()).await {
         Err(_) => return result(false, Some(model), None, "no answer within 30 s".into()),
         Ok(Err(e)) => return result(false, Some(model), None, format!("could not reach the upstream: {}", root(&e))),
@@ -71,10 +80,11 @@ pub async fn probe(state: &AppState, channel: &Channel) -> ProbeResult {
     let bytes =
         tokio::time::timeout(PROBE_TIMEOUT, response.bytes()).await.ok().and_then(Result::ok).unwrap_or_default();
     if (200..300).contains(&status) {
-        let used =
-            Usage::from_response(&bytes).map_or("no usage reported".into(), |u| format!("{} tokens", u.total_tokens));
+        let usage = whole_answer(ClientFormat::OpenAi, wire, bytes, &model).ok().and_then(|(_, usage)| usage);
+        let used = usage.map_or("no usage reported".into(), |u| format!("{} tokens", u.total_tokens));
         result(true, Some(model), Some(status), used)
     } else {
+        let bytes = error_answer(ClientFormat::OpenAi, wire, status, bytes);
         let message = firefly_providers::adapter::ErrorInfo::parse(&bytes)
             .and_then(|i| i.message)
             .unwrap_or_else(|| format!("HTTP {status}"));
