@@ -428,3 +428,217 @@ async fn an_upstream_refusal_reaches_the_client_in_its_own_format() {
     }
     m.ledger_matches_balance().await;
 }
+
+/// What a broken upstream sends after one good text event.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// An event whose data is not JSON.
+    InvalidJson,
+    /// The connection closes inside an event.
+    Truncated,
+    /// The connection closes between events, before the stream's documented end.
+    EarlyClose,
+}
+
+/// One good event in `upstream`'s format carrying the text "Hello", then `fault`.
+fn broken_stream(upstream: Upstream, fault: Fault) -> String {
+    let good = match upstream {
+        Upstream::OpenAi => "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hello\"},\"finish_reason\":null}]}\n\n".to_owned(),
+        Upstream::Anthropic => concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n",
+        )
+        .to_owned(),
+        Upstream::Gemini => "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Hello\"}]},\"index\":0}],\"usageMetadata\":{\"promptTokenCount\":5,\"candidatesTokenCount\":1,\"totalTokenCount\":6}}\r\n\r\n".to_owned(),
+    };
+    let tail = match (fault, upstream) {
+        (Fault::InvalidJson, Upstream::Anthropic) => "event: content_block_delta\ndata: {oops\n\n",
+        (Fault::InvalidJson, _) => "data: {oops\n\n",
+        (Fault::Truncated, Upstream::Anthropic) => "event: content_block_delta\ndata: {\"type\":\"content_blo",
+        (Fault::Truncated, _) => "data: {\"candid",
+        (Fault::EarlyClose, _) => "",
+    };
+    good + tail
+}
+
+/// A local upstream that answers every request with a 200 event stream of `body`, then
+/// closes the connection. Returns its origin.
+async fn broken_upstream(body: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let body = body.clone();
+            tokio::spawn(async move {
+                // Read the request head and its body (small JSON) before answering.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 8192];
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| {
+                                l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(body.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    origin
+}
+
+#[tokio::test]
+async fn a_malformed_upstream_stream_ends_the_clients_stream_with_an_error_and_bills_what_came() {
+    let m = Matrix::start().await;
+    let mut rows = 0;
+    for upstream in Upstream::ALL {
+        for fault in [Fault::InvalidJson, Fault::Truncated, Fault::EarlyClose] {
+            let origin = broken_upstream(broken_stream(upstream, fault)).await;
+            let model = format!("broken-{}-{fault:?}", upstream.provider()).to_lowercase();
+            let base = if upstream == Upstream::OpenAi { format!("{origin}/v1") } else { origin };
+            let body = json!({"name": model, "provider": upstream.provider(), "base_url": base, "keys": ["k"],
+                              "models": [model]});
+            let res = m.app.post("/api/admin/channels").bearer_auth(&m.admin.access).json(&body).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::CREATED);
+            m.price(&model).await;
+            for client in [Client::OpenAi, Client::Anthropic] {
+                let label = format!("{client:?} client, {upstream:?} upstream, {fault:?}");
+                let res = m.send(client, &model, true, json!({})).await;
+                assert_eq!(res.status(), StatusCode::OK, "{label}: the stream had started");
+                let text = res.text().await.unwrap();
+                assert!(text.contains("Hello"), "{label}: what came was delivered: {text}");
+                let last = text.trim_end().rsplit("\n\n").next().unwrap();
+                match client {
+                    Client::OpenAi => {
+                        assert!(!text.contains("data: [DONE]"), "{label}: {text}");
+                        let data = last.strip_prefix("data: ").unwrap_or_else(|| panic!("{label}: {last}"));
+                        let error: Value = serde_json::from_str(data).unwrap();
+                        assert!(error["error"]["message"].is_string(), "{label}: {last}");
+                    }
+                    Client::Anthropic => {
+                        assert!(last.starts_with("event: error\n"), "{label}: {text}");
+                        assert!(!text.contains("event: message_stop"), "{label}: {text}");
+                        let data: Value = serde_json::from_str(last.split_once("data: ").unwrap().1).unwrap();
+                        assert_eq!(data["type"], "error", "{label}");
+                    }
+                }
+                rows += 1;
+                let logs = m.logs(rows).await;
+                let row = &logs[0];
+                assert_eq!(row["status"], 502, "{label}: {row}");
+                assert!(row["error_code"].is_string(), "{label}: {row}");
+                assert!(row["output_tokens"].as_i64().unwrap() >= 1, "{label}: the delivered text is billed: {row}");
+                assert!(row["credits"].as_i64().unwrap() >= 1, "{label}: {row}");
+            }
+        }
+    }
+    let health = m.app.get("/healthz").send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK, "nothing panicked the server");
+    m.ledger_matches_balance().await;
+}
+
+#[tokio::test]
+async fn tool_calls_cross_every_format_pair() {
+    let m = Matrix::start().await;
+    for upstream in Upstream::ALL {
+        let model = format!("tools-{}", upstream.provider());
+        m.channel(upstream, &model, "x-mock:tool-call=1;chunks=3").await;
+        m.price(&model).await;
+    }
+    let openai_tools = json!([{"type": "function", "function": {"name": "lookup", "description": "Look a thing up",
+        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}}]);
+    let anthropic_tools = json!([{"name": "lookup", "description": "Look a thing up",
+        "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}}}]);
+    for client in [Client::OpenAi, Client::Anthropic] {
+        for upstream in Upstream::ALL {
+            for stream in [false, true] {
+                let label = format!("{client:?} client, {upstream:?} upstream, stream {stream}");
+                let model = format!("tools-{}", upstream.provider());
+                let tools = if client == Client::OpenAi { &openai_tools } else { &anthropic_tools };
+                let res = m.send(client, &model, stream, json!({"tools": tools})).await;
+                let status = res.status();
+                let body = res.text().await.unwrap();
+                assert_eq!(status, StatusCode::OK, "{label}: {body}");
+                let (name, arguments, stop) = tool_call_of(client, stream, &body);
+                assert_eq!(name, "lookup", "{label}: {body}");
+                let arguments: Value =
+                    serde_json::from_str(&arguments).unwrap_or_else(|e| panic!("{label}: {e}: {arguments}"));
+                assert!(
+                    arguments["text"].as_str().is_some_and(|t| t.starts_with("Firefly mock")),
+                    "{label}: {arguments}"
+                );
+                let expected = if client == Client::OpenAi { "tool_calls" } else { "tool_use" };
+                assert_eq!(stop, expected, "{label}");
+            }
+        }
+    }
+    m.ledger_matches_balance().await;
+}
+
+/// The one tool call in an answer: its name, its arguments as JSON text, and the stop reason.
+fn tool_call_of(client: Client, stream: bool, body: &str) -> (String, String, String) {
+    match (client, stream) {
+        (Client::OpenAi, false) => {
+            let v: Value = serde_json::from_str(body).unwrap();
+            let call = &v["choices"][0]["message"]["tool_calls"][0]["function"];
+            (s(&call["name"]), s(&call["arguments"]), s(&v["choices"][0]["finish_reason"]))
+        }
+        (Client::Anthropic, false) => {
+            let v: Value = serde_json::from_str(body).unwrap();
+            let block = v["content"].as_array().unwrap().iter().find(|b| b["type"] == "tool_use").unwrap().clone();
+            (s(&block["name"]), block["input"].to_string(), s(&v["stop_reason"]))
+        }
+        (Client::OpenAi, true) => {
+            let (mut name, mut arguments, mut stop) = (String::new(), String::new(), String::new());
+            for (_, v) in events(body) {
+                let choice = &v["choices"][0];
+                if let Some(call) = choice["delta"]["tool_calls"].get(0) {
+                    name.push_str(call["function"]["name"].as_str().unwrap_or(""));
+                    arguments.push_str(call["function"]["arguments"].as_str().unwrap_or(""));
+                }
+                if let Some(reason) = choice["finish_reason"].as_str() {
+                    stop = reason.to_owned();
+                }
+            }
+            (name, arguments, stop)
+        }
+        (Client::Anthropic, true) => {
+            let (mut name, mut arguments, mut stop) = (String::new(), String::new(), String::new());
+            for (event, v) in events(body) {
+                match event.as_deref() {
+                    Some("content_block_start") if v["content_block"]["type"] == "tool_use" => {
+                        name = s(&v["content_block"]["name"]);
+                    }
+                    Some("content_block_delta") => {
+                        arguments.push_str(v["delta"]["partial_json"].as_str().unwrap_or(""));
+                    }
+                    Some("message_delta") => stop = s(&v["delta"]["stop_reason"]),
+                    _ => {}
+                }
+            }
+            (name, arguments, stop)
+        }
+    }
+}
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_owned()
+}

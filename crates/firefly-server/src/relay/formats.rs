@@ -266,7 +266,13 @@ impl StreamRelay {
     /// reports a stream that ended before its documented end.
     pub fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<(), TranscodeError> {
         match self {
-            StreamRelay::OpenAi(_) => Ok(()),
+            StreamRelay::OpenAi(filter) => {
+                if filter.saw_done() {
+                    Ok(())
+                } else {
+                    Err(TranscodeError::upstream("the stream ended before [DONE]"))
+                }
+            }
             StreamRelay::Anthropic { decoder, .. } => {
                 if decoder.is_complete() {
                     Ok(())

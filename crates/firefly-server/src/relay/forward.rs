@@ -531,9 +531,14 @@ async fn auto_disable(state: &AppState, upstream: &Arc<Upstream>, reason: &str) 
 fn settle(admission: Admission, call: &Call, o: Outcome, started: Instant, slot: Slot) {
     let Admission { hold, mut lease, price, multiplier_bp, user_id, key_id, .. } = admission;
     let usage = match o.usage {
+        // A stream that broke may have reported its usage only in part (Anthropic's
+        // `message_start` says one output token): at least what was delivered is billed.
         Some(u) => TokenUsage {
             input: u.prompt_tokens as i64,
-            output: u.completion_tokens as i64,
+            output: match o.error {
+                Some(_) => (u.completion_tokens as i64).max(o.events as i64),
+                None => u.completion_tokens as i64,
+            },
             cached_input: u.cached_tokens as i64,
         },
         // No usage from the upstream: a stream's content events (about one token each) and
