@@ -61,24 +61,19 @@ pub async fn messages(
                     with_model(&source, upstream_model)
                 }
             });
+            let body = RequestBody::new(
+                ClientFormat::Anthropic,
+                bytes.clone(),
+                pass_through,
+                state.relay.settings.default_output_reserve,
+            )
+            .with_hub(hub);
+            let request_id = id.unique(client_chose.is_some());
             let call = Call {
-                op: Operation::ChatCompletions,
-                client: ClientFormat::Anthropic,
-                model,
                 stream,
                 client_wants_usage: true,
-                choices: 1,
                 input_bytes: bytes.len(),
-                request_id: id.unique(client_chose.is_some()),
-                media: None,
-                content_type: None,
-                body: RequestBody::new(
-                    ClientFormat::Anthropic,
-                    bytes,
-                    pass_through,
-                    state.relay.settings.default_output_reserve,
-                )
-                .with_hub(hub),
+                ..Call::new(Operation::ChatCompletions, ClientFormat::Anthropic, model, request_id, body)
             };
             Ok(relay(state.clone(), admission, call).await)
         }

@@ -59,6 +59,26 @@ pub struct Call {
     pub content_type: Option<HeaderValue>,
 }
 
+impl Call {
+    /// A call of `op` with the defaults of a plain request: not streamed, one choice, no
+    /// media units, no body-length estimate; a handler sets what differs.
+    pub fn new(op: Operation, client: ClientFormat, model: String, request_id: String, body: RequestBody) -> Call {
+        Call {
+            op,
+            client,
+            model,
+            stream: false,
+            client_wants_usage: false,
+            choices: 1,
+            body,
+            request_id,
+            input_bytes: 0,
+            media: None,
+            content_type: None,
+        }
+    }
+}
+
 /// Largest non-stream upstream answer read (a completion with many choices, embeddings
 /// of a big batch).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;

@@ -77,21 +77,14 @@ pub async fn images(
         };
         let admission = state.relay.admit(&key, ask).await?;
         let (pass, native) = (request.clone(), request.clone());
+        let body = RequestBody::media(
+            Box::new(move |model| pass.upstream_body(Some(model))),
+            Box::new(move |model| Bytes::from(dashscope::image_request_from_openai(&native, model))),
+        );
+        let request_id = id.unique(client_chose.is_some());
         let call = Call {
-            op: Operation::ImageGenerations,
-            client: ClientFormat::OpenAi,
-            model: request.model().to_owned(),
-            stream: false,
-            client_wants_usage: false,
-            choices: 1,
-            input_bytes: 0,
-            request_id: id.unique(client_chose.is_some()),
-            body: RequestBody::media(
-                Box::new(move |model| pass.upstream_body(Some(model))),
-                Box::new(move |model| Bytes::from(dashscope::image_request_from_openai(&native, model))),
-            ),
             media: Some(MediaCall::Images),
-            content_type: None,
+            ..Call::new(Operation::ImageGenerations, ClientFormat::OpenAi, request.model().to_owned(), request_id, body)
         };
         Ok(relay(state.clone(), admission, call).await)
     }
@@ -124,21 +117,14 @@ pub async fn speech(
         };
         let admission = state.relay.admit(&key, ask).await?;
         let (pass, native) = (request.clone(), request.clone());
+        let body = RequestBody::media(
+            Box::new(move |model| pass.upstream_body(Some(model))),
+            Box::new(move |model| Bytes::from(dashscope::speech_request_from_openai(&native, model))),
+        );
+        let request_id = id.unique(client_chose.is_some());
         let call = Call {
-            op: Operation::AudioSpeech,
-            client: ClientFormat::OpenAi,
-            model: request.model().to_owned(),
-            stream: false,
-            client_wants_usage: false,
-            choices: 1,
-            input_bytes: 0,
-            request_id: id.unique(client_chose.is_some()),
-            body: RequestBody::media(
-                Box::new(move |model| pass.upstream_body(Some(model))),
-                Box::new(move |model| Bytes::from(dashscope::speech_request_from_openai(&native, model))),
-            ),
             media: Some(MediaCall::Speech { characters, content_type: request.content_type() }),
-            content_type: None,
+            ..Call::new(Operation::AudioSpeech, ClientFormat::OpenAi, request.model().to_owned(), request_id, body)
         };
         Ok(relay(state.clone(), admission, call).await)
     }
@@ -180,21 +166,15 @@ pub async fn transcriptions(
         };
         let admission = state.relay.admit(&key, ask).await?;
         let model = request.model().to_owned();
+        let body = RequestBody::pass_through_only(
+            ClientFormat::OpenAi,
+            Box::new(move |model| request.upstream_body(Some(model))),
+        );
+        let request_id = id.unique(client_chose.is_some());
         let call = Call {
-            op: Operation::AudioTranscriptions,
-            client: ClientFormat::OpenAi,
-            model,
-            stream: false,
-            client_wants_usage: false,
-            choices: 1,
-            input_bytes: 0,
-            request_id: id.unique(client_chose.is_some()),
-            body: RequestBody::pass_through_only(
-                ClientFormat::OpenAi,
-                Box::new(move |model| request.upstream_body(Some(model))),
-            ),
             media: Some(MediaCall::Transcription { fallback_ms }),
             content_type,
+            ..Call::new(Operation::AudioTranscriptions, ClientFormat::OpenAi, model, request_id, body)
         };
         Ok(relay(state.clone(), admission, call).await)
     }

@@ -110,23 +110,18 @@ pub async fn chat_completions(
         };
         let admission = state.relay.admit(&key, ask).await?;
         let source = request.body().clone();
+        let (model, stream, client_wants_usage) =
+            (request.model().to_owned(), request.stream(), request.client_wants_usage());
+        let (choices, input_bytes) = (request.n().min(u64::from(u32::MAX)) as u32, request.body().len());
+        let pass = Box::new(move |model: &str| request.upstream_body(Some(model)));
+        let body = RequestBody::new(ClientFormat::OpenAi, source, pass, state.relay.settings.default_output_reserve);
+        let request_id = id.unique(client_chose.is_some());
         let call = Call {
-            op: Operation::ChatCompletions,
-            client: ClientFormat::OpenAi,
-            model: request.model().to_owned(),
-            stream: request.stream(),
-            client_wants_usage: request.client_wants_usage(),
-            choices: request.n().min(u64::from(u32::MAX)) as u32,
-            input_bytes: request.body().len(),
-            request_id: id.unique(client_chose.is_some()),
-            media: None,
-            content_type: None,
-            body: RequestBody::new(
-                ClientFormat::OpenAi,
-                source,
-                Box::new(move |model| request.upstream_body(Some(model))),
-                state.relay.settings.default_output_reserve,
-            ),
+            stream,
+            client_wants_usage,
+            choices,
+            input_bytes,
+            ..Call::new(Operation::ChatCompletions, ClientFormat::OpenAi, model, request_id, body)
         };
         Ok(relay(state.clone(), admission, call).await)
     }
@@ -152,22 +147,14 @@ pub async fn embeddings(
         let request = EmbeddingsRequest::parse(bytes).map_err(invalid)?;
         let ask = Ask { model: request.model(), input_bytes: request.body().len(), output_tokens: 0, media: None };
         let admission = state.relay.admit(&key, ask).await?;
-        let call = Call {
-            op: Operation::Embeddings,
-            client: ClientFormat::OpenAi,
-            model: request.model().to_owned(),
-            stream: false,
-            client_wants_usage: false,
-            choices: 1,
-            input_bytes: request.body().len(),
-            request_id: id.unique(client_chose.is_some()),
-            media: None,
-            content_type: None,
-            body: RequestBody::pass_through_only(
-                ClientFormat::OpenAi,
-                Box::new(move |model| request.upstream_body(Some(model))),
-            ),
-        };
+        let (model, input_bytes) = (request.model().to_owned(), request.body().len());
+        let body = RequestBody::pass_through_only(
+            ClientFormat::OpenAi,
+            Box::new(move |model| request.upstream_body(Some(model))),
+        );
+        let request_id = id.unique(client_chose.is_some());
+        let call =
+            Call { input_bytes, ..Call::new(Operation::Embeddings, ClientFormat::OpenAi, model, request_id, body) };
         Ok(relay(state.clone(), admission, call).await)
     }
     .await;
