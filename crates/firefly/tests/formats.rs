@@ -642,3 +642,31 @@ fn tool_call_of(client: Client, stream: bool, body: &str) -> (String, String, St
 fn s(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_owned()
 }
+
+#[tokio::test]
+async fn models_are_listed_in_anthropics_shape_for_anthropic_clients() {
+    let m = Matrix::start().await;
+    let list = |anthropic: bool| {
+        let request = m.app.get("/v1/models").header("x-api-key", &m.key);
+        if anthropic { request.header("anthropic-version", "2023-06-01") } else { request }.send()
+    };
+    let openai: Value = list(false).await.unwrap().json().await.unwrap();
+    assert_eq!(openai["object"], "list");
+    let anthropic: Value = list(true).await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> = anthropic["data"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["via-anthropic", "via-gemini", "via-openai"]);
+    assert!(anthropic["data"].as_array().unwrap().iter().all(|d| d["type"] == "model"));
+    assert_eq!((anthropic["has_more"].as_bool(), anthropic["first_id"].as_str()), (Some(false), Some("via-anthropic")));
+    let one: Value = m
+        .app
+        .get("/v1/models/via-gemini")
+        .header("x-api-key", &m.key)
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((one["type"].as_str(), one["id"].as_str()), (Some("model"), Some("via-gemini")));
+}

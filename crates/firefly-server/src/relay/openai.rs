@@ -18,6 +18,7 @@ use axum::{Extension, Json};
 use firefly_core::{Error, ErrorCode};
 use firefly_providers::adapter::Operation;
 use firefly_providers::openai::{ChatRequest, EmbeddingsRequest, RequestError};
+use http::HeaderMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -62,11 +63,33 @@ async fn usable_models(state: &AppState, key: &CachedKey) -> ApiResult<Vec<Strin
 }
 
 /// List the models this API key may use.
+///
+/// In Anthropic's shape (`{data: [{type, id, display_name, created_at}], has_more,
+/// first_id, last_id}`) when the request carries `anthropic-version`, as the Anthropic SDKs
+/// send it.
 #[utoipa::path(get, path = "/v1/models", tag = TAG, security(("api_key" = [])),
     responses((status = 200, body = ModelList), (status = 401, body = ErrorResponse)))]
-pub async fn list_models(State(state): State<AppState>, KeyAuth(key): KeyAuth) -> ApiResult<Json<ModelList>> {
-    let data = usable_models(&state, &key).await?.into_iter().map(ModelObject::new).collect();
-    Ok(Json(ModelList { object: "list", data }))
+pub async fn list_models(
+    State(state): State<AppState>,
+    KeyAuth(key): KeyAuth,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let models = usable_models(&state, &key).await?;
+    if headers.contains_key(ANTHROPIC_VERSION) {
+        let data: Vec<serde_json::Value> = models.iter().map(|m| anthropic_model(m)).collect();
+        let body = serde_json::json!({
+            "data": data, "has_more": false, "first_id": models.first(), "last_id": models.last(),
+        });
+        return Ok(Json(body).into_response());
+    }
+    let data = models.into_iter().map(ModelObject::new).collect();
+    Ok(Json(ModelList { object: "list", data }).into_response())
+}
+
+const ANTHROPIC_VERSION: &str = "anthropic-version";
+
+fn anthropic_model(id: &str) -> serde_json::Value {
+    serde_json::json!({"type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"})
 }
 
 /// One model this API key may use.
@@ -76,11 +99,14 @@ pub async fn get_model(
     State(state): State<AppState>,
     KeyAuth(key): KeyAuth,
     Path(model): Path<String>,
-) -> ApiResult<Json<ModelObject>> {
-    if usable_models(&state, &key).await?.contains(&model) {
-        Ok(Json(ModelObject::new(model)))
-    } else {
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    if !usable_models(&state, &key).await?.contains(&model) {
         Err(model_not_found(&model))
+    } else if headers.contains_key(ANTHROPIC_VERSION) {
+        Ok(Json(anthropic_model(&model)).into_response())
+    } else {
+        Ok(Json(ModelObject::new(model)).into_response())
     }
 }
 
