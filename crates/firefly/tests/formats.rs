@@ -670,3 +670,22 @@ async fn models_are_listed_in_anthropics_shape_for_anthropic_clients() {
         .unwrap();
     assert_eq!((one["type"].as_str(), one["id"].as_str()), (Some("model"), Some("via-gemini")));
 }
+
+#[tokio::test]
+async fn channel_probes_speak_each_channels_format() {
+    let m = Matrix::start().await;
+    let channels: Value =
+        m.app.get("/api/admin/channels").bearer_auth(&m.admin.access).send().await.unwrap().json().await.unwrap();
+    let items = channels["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    for channel in items {
+        let id = channel["id"].as_i64().unwrap();
+        let res =
+            m.app.post(&format!("/api/admin/channels/{id}/test")).bearer_auth(&m.admin.access).send().await.unwrap();
+        let probe: Value = res.json().await.unwrap();
+        assert_eq!(probe["ok"], true, "{channel}: {probe}");
+        assert!(probe["message"].as_str().unwrap().ends_with("tokens"), "usage was read: {probe}");
+    }
+    let stats = m.mock.stats();
+    assert_eq!((stats.chat_completions, stats.messages, stats.gemini), (1, 1, 1));
+}

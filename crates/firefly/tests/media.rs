@@ -293,3 +293,25 @@ async fn transcriptions_pass_multipart_through_and_bill_the_reported_seconds() {
     expect_error(res, 400, "relay.invalid_request").await;
     m.ledger_matches_balance().await;
 }
+
+#[tokio::test]
+async fn dashscope_channels_are_probed_without_spending() {
+    let m = Media::start().await;
+    m.channel("dashscope", "sk-good", json!(["wanx"]), json!({})).await;
+    m.channel("dashscope", "sk-revoked", json!(["wanx-2"]), json!({})).await;
+    m.mock.set_fail_key("sk-revoked", 401);
+    let channels: Value =
+        m.app.get("/api/admin/channels").bearer_auth(&m.admin.access).send().await.unwrap().json().await.unwrap();
+    let mut seen = Vec::new();
+    for channel in channels["items"].as_array().unwrap() {
+        let id = channel["id"].as_i64().unwrap();
+        let res =
+            m.app.post(&format!("/api/admin/channels/{id}/test")).bearer_auth(&m.admin.access).send().await.unwrap();
+        let probe: Value = res.json().await.unwrap();
+        seen.push((channel["keys"][0].as_str().map(str::to_owned), probe["ok"].as_bool().unwrap()));
+    }
+    assert_eq!(seen.iter().filter(|(_, ok)| *ok).count(), 1, "{seen:?}");
+    let stats = m.mock.stats();
+    assert_eq!((stats.image_synthesis, stats.multimodal_generation), (0, 0), "nothing billable was sent");
+    assert_eq!(stats.tasks, 2);
+}

@@ -10,7 +10,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use firefly_core::time::now_ms;
 use firefly_core::ErrorCode;
-use firefly_providers::adapter::{Operation, RequestContext};
+use firefly_providers::adapter::{Operation, RequestContext, WireFormat};
 use firefly_store::{Channel, ChannelStatus};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -31,7 +31,9 @@ pub struct ProbeResult {
     message: String,
 }
 
-/// Sends one minimal chat completion through `channel`.
+/// Sends one minimal chat completion through `channel`; a DashScope native channel (images
+/// and speech only, both billed upstream) is asked for the status of a task that does not
+/// exist instead, which its key must be valid to answer and which costs nothing.
 pub async fn probe(state: &AppState, channel: &Channel) -> ProbeResult {
     let started = Instant::now();
     let result = |ok, model: Option<String>, status, message: String| ProbeResult {
@@ -56,21 +58,29 @@ pub async fn probe(state: &AppState, channel: &Channel) -> ProbeResult {
         model: Some(&model),
         stream: false,
     };
-    let head = match upstream.adapter.build(Operation::ChatCompletions, &ctx) {
-        Ok(h) => h,
-        Err(e) => return result(false, Some(model), None, e.to_string()),
-    };
-    // One token of an OpenAI chat request, in the channel's own format.
-    let hub = serde_json::json!({"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1});
     let wire = upstream.adapter.wire_format();
-    let hub_bytes = bytes::Bytes::from(hub.to_string());
-    let request_body =
-        RequestBody::new(ClientFormat::OpenAi, hub_bytes.clone(), Box::new(move |_| hub_bytes.clone()), 1);
-    let body = match request_body.for_upstream(wire, &model) {
-        Ok(body) => body,
-        Err(e) => return result(false, Some(model), None, e.to_string()),
+    let request = if wire == WireFormat::DashScope {
+        match firefly_providers::dashscope::task_request(&upstream.base_url, upstream.key(), "firefly-probe") {
+            Ok(head) => state.relay.client().request(head.method, head.url).headers(head.headers),
+            Err(e) => return result(false, Some(model), None, e.to_string()),
+        }
+    } else {
+        let head = match upstream.adapter.build(Operation::ChatCompletions, &ctx) {
+            Ok(h) => h,
+            Err(e) => return result(false, Some(model), None, e.to_string()),
+        };
+        // One token of an OpenAI chat request, in the channel's own format.
+        let hub =
+            serde_json::json!({"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1});
+        let hub_bytes = bytes::Bytes::from(hub.to_string());
+        let request_body =
+            RequestBody::new(ClientFormat::OpenAi, hub_bytes.clone(), Box::new(move |_| hub_bytes.clone()), 1);
+        let body = match request_body.for_upstream(wire, &model) {
+            Ok(body) => body,
+            Err(e) => return result(false, Some(model), None, e.to_string()),
+        };
+        state.relay.client().request(head.method, head.url).headers(head.headers).body(body)
     };
-    let request = state.relay.client().request(head.method, head.url).headers(head.headers).body(body);
     let response = match tokio::time::timeout(PROBE_TIMEOUT, request.send()).await {
         Err(_) => return result(false, Some(model), None, "no answer within 30 s".into()),
         Ok(Err(e)) => return result(false, Some(model), None, format!("could not reach the upstream: {}", root(&e))),
@@ -79,7 +89,9 @@ pub async fn probe(state: &AppState, channel: &Channel) -> ProbeResult {
     let status = response.status().as_u16();
     let bytes =
         tokio::time::timeout(PROBE_TIMEOUT, response.bytes()).await.ok().and_then(Result::ok).unwrap_or_default();
-    if (200..300).contains(&status) {
+    if (200..300).contains(&status) && wire == WireFormat::DashScope {
+        result(true, Some(model), Some(status), "the key was accepted (task status query)".into())
+    } else if (200..300).contains(&status) {
         let usage = whole_answer(ClientFormat::OpenAi, wire, bytes, &model).ok().and_then(|(_, usage)| usage);
         let used = usage.map_or("no usage reported".into(), |u| format!("{} tokens", u.total_tokens));
         result(true, Some(model), Some(status), used)
