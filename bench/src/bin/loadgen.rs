@@ -7,6 +7,14 @@
 //!     -H 'authorization: Bearer sk-x' --body '{"model":"m","messages":[]}' [--stream]
 //! ```
 //!
+//! An Anthropic Messages stream ends in `message_stop` rather than `data: [DONE]`:
+//!
+//! ```sh
+//! loadgen --url http://127.0.0.1:9100/v1/messages -H 'x-api-key: sk-x' -H 'anthropic-version: 2023-06-01' \
+//!     --body '{"model":"m","max_tokens":32,"stream":true,"messages":[]}' --stream \
+//!     --stream-end 'data: {"type":"message_stop"}'
+//! ```
+//!
 //! It runs on one current-thread Tokio runtime by default (`--threads 1`): all workers share
 //! one OS thread, so the generator never takes more than one core from the server under
 //! test, and pays for no work stealing or cross-thread wake-ups. One thread drives well over
@@ -16,7 +24,8 @@
 //!
 //! Counting: a request is measured when it starts after the warm-up. `requests` counts
 //! measured requests that finished (any status, or an I/O error or timeout); `ok` those with
-//! a 2xx status (and, with `--stream`, a body ending in `data: [DONE]`); `errors` the rest.
+//! a 2xx status (and, with `--stream`, a body ending in `--stream-end`, by default
+//! `data: [DONE]`, trailing whitespace aside); `errors` the rest.
 //! Latencies and `rps` are over `ok` only, so a failing target does not look fast. Latency is
 //! from sending the request to the last body byte; `ttfb` (with `--stream`) to the first
 //! body byte. Warm-up requests are counted separately (`warmup_requests`, `warmup_ok`), so
@@ -70,9 +79,14 @@ struct Args {
     #[arg(long)]
     method: Option<Method>,
     /// The response is an SSE stream: also measure time to first byte, and require the body to
-    /// end with `data: [DONE]`.
+    /// end with --stream-end.
     #[arg(long)]
     stream: bool,
+    /// With --stream, the text a complete body ends with, trailing whitespace aside, taken
+    /// literally (no escapes; pass a newline as a newline). Anthropic's streams end with
+    /// `data: {"type":"message_stop"}`.
+    #[arg(long, default_value = "data: [DONE]", value_name = "TEXT")]
+    stream_end: String,
     /// Seconds before one request counts as an error (timeout) and its connection is dropped.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
@@ -89,6 +103,10 @@ struct Plan {
     headers: HeaderMap,
     body: Bytes,
     stream: bool,
+    /// What a complete stream ends with (trailing whitespace aside).
+    stream_end: String,
+    /// Bytes of the body's tail kept to look for `stream_end`.
+    tail_len: usize,
     timeout: Duration,
     measure_from: Instant,
     end: Option<Instant>,
@@ -148,7 +166,8 @@ struct Answer {
     ttfb: Option<Duration>,
     total: Duration,
     bytes: u64,
-    ends_with_done: bool,
+    /// The body ended with the plan's `stream_end` (trailing whitespace aside).
+    complete: bool,
 }
 
 fn micros(d: Duration) -> u32 {
@@ -177,7 +196,7 @@ async fn exchange(sender: &mut SendRequest<Full<Bytes>>, plan: &Plan) -> Result<
     let status = res.status();
     let mut body = res.into_body();
     let (mut ttfb, mut bytes) = (None, 0u64);
-    // The last bytes of the body, to check that a stream ended with `data: [DONE]`.
+    // The last bytes of the body, to check that a stream ended with `plan.stream_end`.
     let mut tail: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame?;
@@ -188,15 +207,15 @@ async fn exchange(sender: &mut SendRequest<Full<Bytes>>, plan: &Plan) -> Result<
         ttfb.get_or_insert_with(|| t0.elapsed());
         bytes += data.len() as u64;
         if plan.stream {
-            tail.extend_from_slice(&data[data.len().saturating_sub(32)..]);
-            let excess = tail.len().saturating_sub(32);
+            tail.extend_from_slice(&data[data.len().saturating_sub(plan.tail_len)..]);
+            let excess = tail.len().saturating_sub(plan.tail_len);
             tail.drain(..excess);
         }
     }
     let total = t0.elapsed();
     let text = String::from_utf8_lossy(&tail);
-    let ends_with_done = text.trim_end().ends_with("data: [DONE]");
-    Ok(Answer { status, ttfb, total, bytes, ends_with_done })
+    let complete = text.trim_end().ends_with(plan.stream_end.as_str());
+    Ok(Answer { status, ttfb, total, bytes, complete })
 }
 
 async fn worker(plan: Arc<Plan>) -> Stats {
@@ -237,14 +256,17 @@ async fn worker(plan: Arc<Plan>) -> Stats {
         let outcome = tokio::time::timeout(plan.timeout, exchange(conn, &plan)).await;
         let ok = match outcome {
             Ok(Ok(answer)) => {
-                let complete = !plan.stream || answer.ends_with_done;
+                let complete = !plan.stream || answer.complete;
                 let ok = answer.status.is_success() && complete;
                 if measured {
                     *stats.statuses.entry(answer.status.as_u16()).or_default() += 1;
                     stats.body_bytes += answer.bytes;
                     if answer.status.is_success() && !complete {
                         stats.incomplete_streams += 1;
-                        stats.error(format!("status {} but the stream did not end with data: [DONE]", answer.status));
+                        stats.error(format!(
+                            "status {} but the stream did not end with {}",
+                            answer.status, plan.stream_end
+                        ));
                     } else if !ok {
                         stats.error(format!("status {}", answer.status));
                     }
@@ -334,6 +356,10 @@ fn plan(args: &Args) -> Result<Plan, String> {
         (None, None) => Some(Duration::from_secs(10)),
         (d, _) => d.map(|d| seconds(d, "--duration")).transpose()?,
     };
+    let stream_end = args.stream_end.trim_end().to_owned();
+    if args.stream && stream_end.is_empty() {
+        return Err("--stream-end must not be empty or only whitespace".into());
+    }
     let measure_from = Instant::now() + seconds(args.warmup, "--warmup")?;
     Ok(Plan {
         addr,
@@ -342,6 +368,10 @@ fn plan(args: &Args) -> Result<Plan, String> {
         headers,
         body,
         stream: args.stream,
+        // 32 bytes for the default `data: [DONE]`; longer markers keep room for as much
+        // trailing whitespace.
+        tail_len: 32.max(stream_end.len() + 20),
+        stream_end,
         timeout: seconds(args.timeout, "--timeout")?,
         measure_from,
         end: duration.map(|d| measure_from + d),
