@@ -120,6 +120,8 @@ def main() -> int:
     p.add_argument("--firefly", type=Path, default=REPO / "target" / "debug" / "firefly")
     p.add_argument("--mock", type=Path, default=REPO / "target" / "debug" / "firefly-mock")
     args = p.parse_args()
+    # The children run in a temporary directory: relative paths are the caller's.
+    args.firefly, args.mock = args.firefly.resolve(), args.mock.resolve()
     workdir = Path(tempfile.mkdtemp(prefix="firefly-sdk-"))
     children = []
     try:
