@@ -8,8 +8,7 @@
 use super::admit::{model_not_found, Ask};
 use super::formats::{ClientFormat, RequestBody};
 use super::forward::{relay, Call};
-use super::openai::read_body;
-use crate::http::context::{ClientChoseId, RequestId};
+use super::openai::{read_body, Caller};
 use crate::http::{ApiError, ApiResult};
 use crate::keys::auth::{CachedKey, KeyAuth};
 use crate::ops::openapi::ErrorResponse;
@@ -17,7 +16,6 @@ use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use firefly_core::{Error, ErrorCode};
 use firefly_providers::adapter::{Operation, RequestContext, WireFormat};
 use firefly_providers::anthropic;
@@ -37,48 +35,43 @@ const TAG: &str = "anthropic";
               (status = 404, body = ErrorResponse), (status = 429, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
 pub async fn messages(
     State(state): State<AppState>,
-    KeyAuth(key): KeyAuth,
-    Extension(id): Extension<RequestId>,
-    client_chose: Option<Extension<ClientChoseId>>,
+    Caller { key, request_id }: Caller,
     body: Body,
-) -> Response {
-    let result: ApiResult<Response> =
-        async {
-            let bytes = read_body(&state, body).await?;
-            let hub = anthropic::request_to_openai(&bytes).map_err(invalid)?;
-            let model = hub.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let stream = hub.get("stream").and_then(Value::as_bool).unwrap_or(false);
-            let max_tokens =
-                hub.get("max_tokens").and_then(Value::as_u64).unwrap_or(state.relay.settings.default_output_reserve);
-            let ask = Ask { model: &model, input_bytes: bytes.len(), output_tokens: max_tokens, media: None };
-            let admission = state.relay.admit(&key, ask).await?;
-            let source = bytes.clone();
-            let client_model = model.clone();
-            let pass_through = Box::new(move |upstream_model: &str| {
+) -> ApiResult<Response> {
+    let bytes = read_body(&state, body).await?;
+    let hub = anthropic::request_to_openai(&bytes).map_err(invalid)?;
+    let model = hub.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let stream = hub.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let max_tokens =
+        hub.get("max_tokens").and_then(Value::as_u64).unwrap_or(state.relay.settings.default_output_reserve);
+    let ask = Ask { model: &model, input_bytes: bytes.len(), output_tokens: max_tokens, media: None };
+    let admission = state.relay.admit(&key, ask).await?;
+    let source = bytes.clone();
+    let client_model = model.clone();
+    let pass_through =
+        Box::new(
+            move |upstream_model: &str| {
                 if upstream_model == client_model {
                     source.clone()
                 } else {
                     with_model(&source, upstream_model)
                 }
-            });
-            let body = RequestBody::new(
-                ClientFormat::Anthropic,
-                bytes.clone(),
-                pass_through,
-                state.relay.settings.default_output_reserve,
-            )
-            .with_hub(hub);
-            let request_id = id.unique(client_chose.is_some());
-            let call = Call {
-                stream,
-                client_wants_usage: true,
-                input_bytes: bytes.len(),
-                ..Call::new(Operation::ChatCompletions, ClientFormat::Anthropic, model, request_id, body)
-            };
-            Ok(relay(state.clone(), admission, call).await)
-        }
-        .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+            },
+        );
+    let body = RequestBody::new(
+        ClientFormat::Anthropic,
+        bytes.clone(),
+        pass_through,
+        state.relay.settings.default_output_reserve,
+    )
+    .with_hub(hub);
+    let call = Call {
+        stream,
+        client_wants_usage: true,
+        input_bytes: bytes.len(),
+        ..Call::new(Operation::ChatCompletions, ClientFormat::Anthropic, model, request_id, body)
+    };
+    Ok(relay(state.clone(), admission, call).await)
 }
 
 /// The input tokens a Messages request would count: asked of an Anthropic channel serving
@@ -88,29 +81,25 @@ pub async fn messages(
     request_body(content = serde_json::Value, description = "Anthropic's count-tokens request", content_type = "application/json"),
     responses((status = 200, description = "`{\"input_tokens\": N}`"),
               (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
-pub async fn count_tokens(State(state): State<AppState>, KeyAuth(key): KeyAuth, body: Body) -> Response {
-    let result: ApiResult<Response> = async {
-        let bytes = read_body(&state, body).await?;
-        // Count-tokens requests carry no `max_tokens`; the converter wants one.
-        let mut probe: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| invalid(TranscodeError::invalid(format!("the request is not JSON: {e}"), None)))?;
-        if let Some(object) = probe.as_object_mut() {
-            object.entry("max_tokens").or_insert(Value::from(1));
-        }
-        let probe_bytes = serde_json::to_vec(&probe).expect("a Value always serializes");
-        let hub = anthropic::request_to_openai(&probe_bytes).map_err(invalid)?;
-        let model = hub.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
-        allowed(&state, &key, &model)?;
-        if let Some(answer) = upstream_count(&state, &model, &bytes).await {
-            return Ok(answer);
-        }
-        let tokens = estimate_tokens(&hub);
-        let mut response = axum::Json(serde_json::json!({ "input_tokens": tokens })).into_response();
-        response.headers_mut().insert("x-firefly-estimate", HeaderValue::from_static("true"));
-        Ok(response)
+pub async fn count_tokens(State(state): State<AppState>, KeyAuth(key): KeyAuth, body: Body) -> ApiResult<Response> {
+    let bytes = read_body(&state, body).await?;
+    // Count-tokens requests carry no `max_tokens`; the converter wants one.
+    let mut probe: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(TranscodeError::invalid(format!("the request is not JSON: {e}"), None)))?;
+    if let Some(object) = probe.as_object_mut() {
+        object.entry("max_tokens").or_insert(Value::from(1));
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    let probe_bytes = serde_json::to_vec(&probe).expect("a Value always serializes");
+    let hub = anthropic::request_to_openai(&probe_bytes).map_err(invalid)?;
+    let model = hub.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
+    allowed(&state, &key, &model)?;
+    if let Some(answer) = upstream_count(&state, &model, &bytes).await {
+        return Ok(answer);
+    }
+    let tokens = estimate_tokens(&hub);
+    let mut response = axum::Json(serde_json::json!({ "input_tokens": tokens })).into_response();
+    response.headers_mut().insert("x-firefly-estimate", HeaderValue::from_static("true"));
+    Ok(response)
 }
 
 /// The key may use the model and some channel serves it.

@@ -12,18 +12,15 @@
 use super::admit::Ask;
 use super::formats::{ClientFormat, RequestBody};
 use super::forward::{relay, Call};
-use super::openai::read_body;
+use super::openai::{read_body, Caller};
 use super::table::Upstream;
 use super::Relay;
-use crate::http::context::{ClientChoseId, RequestId};
 use crate::http::{ApiError, ApiResult};
-use crate::keys::auth::KeyAuth;
 use crate::ops::openapi::ErrorResponse;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::Extension;
+use axum::response::Response;
 use firefly_core::money::MediaUnits;
 use firefly_core::{Error, ErrorCode};
 use firefly_providers::adapter::{Operation, WireFormat};
@@ -61,35 +58,24 @@ pub enum MediaCall {
               (status = 404, body = ErrorResponse), (status = 429, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
 pub async fn images(
     State(state): State<AppState>,
-    KeyAuth(key): KeyAuth,
-    Extension(id): Extension<RequestId>,
-    client_chose: Option<Extension<ClientChoseId>>,
+    Caller { key, request_id }: Caller,
     body: Body,
-) -> Response {
-    let result: ApiResult<Response> = async {
-        let bytes = read_body(&state, body).await?;
-        let request = Arc::new(ImageRequest::parse(bytes).map_err(|e| invalid(e.to_string(), e.param(), e.code()))?);
-        let ask = Ask {
-            model: request.model(),
-            input_bytes: 0,
-            output_tokens: 0,
-            media: Some(MediaUnits::Images(request.n())),
-        };
-        let admission = state.relay.admit(&key, ask).await?;
-        let (pass, native) = (request.clone(), request.clone());
-        let body = RequestBody::media(
-            Box::new(move |model| pass.upstream_body(Some(model))),
-            Box::new(move |model| Bytes::from(dashscope::image_request_from_openai(&native, model))),
-        );
-        let request_id = id.unique(client_chose.is_some());
-        let call = Call {
-            media: Some(MediaCall::Images),
-            ..Call::new(Operation::ImageGenerations, ClientFormat::OpenAi, request.model().to_owned(), request_id, body)
-        };
-        Ok(relay(state.clone(), admission, call).await)
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+) -> ApiResult<Response> {
+    let bytes = read_body(&state, body).await?;
+    let request = Arc::new(ImageRequest::parse(bytes).map_err(|e| invalid(e.to_string(), e.param(), e.code()))?);
+    let ask =
+        Ask { model: request.model(), input_bytes: 0, output_tokens: 0, media: Some(MediaUnits::Images(request.n())) };
+    let admission = state.relay.admit(&key, ask).await?;
+    let (pass, native) = (request.clone(), request.clone());
+    let body = RequestBody::media(
+        Box::new(move |model| pass.upstream_body(Some(model))),
+        Box::new(move |model| Bytes::from(dashscope::image_request_from_openai(&native, model))),
+    );
+    let call = Call {
+        media: Some(MediaCall::Images),
+        ..Call::new(Operation::ImageGenerations, ClientFormat::OpenAi, request.model().to_owned(), request_id, body)
+    };
+    Ok(relay(state.clone(), admission, call).await)
 }
 
 /// Text to speech: the audio, in the requested format.
@@ -100,36 +86,29 @@ pub async fn images(
               (status = 404, body = ErrorResponse), (status = 429, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
 pub async fn speech(
     State(state): State<AppState>,
-    KeyAuth(key): KeyAuth,
-    Extension(id): Extension<RequestId>,
-    client_chose: Option<Extension<ClientChoseId>>,
+    Caller { key, request_id }: Caller,
     body: Body,
-) -> Response {
-    let result: ApiResult<Response> = async {
-        let bytes = read_body(&state, body).await?;
-        let request = Arc::new(SpeechRequest::parse(bytes).map_err(|e| invalid(e.to_string(), e.param(), e.code()))?);
-        let characters = request.characters();
-        let ask = Ask {
-            model: request.model(),
-            input_bytes: 0,
-            output_tokens: 0,
-            media: Some(MediaUnits::Characters(characters)),
-        };
-        let admission = state.relay.admit(&key, ask).await?;
-        let (pass, native) = (request.clone(), request.clone());
-        let body = RequestBody::media(
-            Box::new(move |model| pass.upstream_body(Some(model))),
-            Box::new(move |model| Bytes::from(dashscope::speech_request_from_openai(&native, model))),
-        );
-        let request_id = id.unique(client_chose.is_some());
-        let call = Call {
-            media: Some(MediaCall::Speech { characters, content_type: request.content_type() }),
-            ..Call::new(Operation::AudioSpeech, ClientFormat::OpenAi, request.model().to_owned(), request_id, body)
-        };
-        Ok(relay(state.clone(), admission, call).await)
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+) -> ApiResult<Response> {
+    let bytes = read_body(&state, body).await?;
+    let request = Arc::new(SpeechRequest::parse(bytes).map_err(|e| invalid(e.to_string(), e.param(), e.code()))?);
+    let characters = request.characters();
+    let ask = Ask {
+        model: request.model(),
+        input_bytes: 0,
+        output_tokens: 0,
+        media: Some(MediaUnits::Characters(characters)),
+    };
+    let admission = state.relay.admit(&key, ask).await?;
+    let (pass, native) = (request.clone(), request.clone());
+    let body = RequestBody::media(
+        Box::new(move |model| pass.upstream_body(Some(model))),
+        Box::new(move |model| Bytes::from(dashscope::speech_request_from_openai(&native, model))),
+    );
+    let call = Call {
+        media: Some(MediaCall::Speech { characters, content_type: request.content_type() }),
+        ..Call::new(Operation::AudioSpeech, ClientFormat::OpenAi, request.model().to_owned(), request_id, body)
+    };
+    Ok(relay(state.clone(), admission, call).await)
 }
 
 /// Speech to text: a `multipart/form-data` upload, passed through.
@@ -140,46 +119,37 @@ pub async fn speech(
               (status = 404, body = ErrorResponse), (status = 429, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
 pub async fn transcriptions(
     State(state): State<AppState>,
-    KeyAuth(key): KeyAuth,
-    Extension(id): Extension<RequestId>,
-    client_chose: Option<Extension<ClientChoseId>>,
+    Caller { key, request_id }: Caller,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let result: ApiResult<Response> = async {
-        let content_type = headers.get(http::header::CONTENT_TYPE).cloned();
-        let type_text = content_type.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let bytes = read_body(&state, body).await?;
-        let request =
-            TranscriptionRequest::parse(&type_text, bytes).map_err(|e| invalid(e.to_string(), e.param(), e.code()))?;
-        let file = request.file_len() as u64;
-        let measured_ms = request.file_wav_duration_seconds().map(|s| (s * 1000.0).ceil() as u64);
-        // 16 kbit/s (2 bytes a millisecond) for the reservation; 128 kbit/s (16 bytes a
-        // millisecond) when nothing better is known at settlement.
-        let reserve_ms = measured_ms.unwrap_or(file / 2).max(1);
-        let fallback_ms = measured_ms.unwrap_or(file / 16).max(1);
-        let ask = Ask {
-            model: request.model(),
-            input_bytes: 0,
-            output_tokens: 0,
-            media: Some(MediaUnits::Milliseconds(reserve_ms)),
-        };
-        let admission = state.relay.admit(&key, ask).await?;
-        let model = request.model().to_owned();
-        let body = RequestBody::pass_through_only(
-            ClientFormat::OpenAi,
-            Box::new(move |model| request.upstream_body(Some(model))),
-        );
-        let request_id = id.unique(client_chose.is_some());
-        let call = Call {
-            media: Some(MediaCall::Transcription { fallback_ms }),
-            content_type,
-            ..Call::new(Operation::AudioTranscriptions, ClientFormat::OpenAi, model, request_id, body)
-        };
-        Ok(relay(state.clone(), admission, call).await)
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+) -> ApiResult<Response> {
+    let content_type = headers.get(http::header::CONTENT_TYPE).cloned();
+    let type_text = content_type.as_ref().and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let bytes = read_body(&state, body).await?;
+    let request =
+        TranscriptionRequest::parse(&type_text, bytes).map_err(|e| invalid(e.to_string(), e.param(), e.code()))?;
+    let file = request.file_len() as u64;
+    let measured_ms = request.file_wav_duration_seconds().map(|s| (s * 1000.0).ceil() as u64);
+    // 16 kbit/s (2 bytes a millisecond) for the reservation; 128 kbit/s (16 bytes a
+    // millisecond) when nothing better is known at settlement.
+    let reserve_ms = measured_ms.unwrap_or(file / 2).max(1);
+    let fallback_ms = measured_ms.unwrap_or(file / 16).max(1);
+    let ask = Ask {
+        model: request.model(),
+        input_bytes: 0,
+        output_tokens: 0,
+        media: Some(MediaUnits::Milliseconds(reserve_ms)),
+    };
+    let admission = state.relay.admit(&key, ask).await?;
+    let model = request.model().to_owned();
+    let body =
+        RequestBody::pass_through_only(ClientFormat::OpenAi, Box::new(move |model| request.upstream_body(Some(model))));
+    let call = Call {
+        media: Some(MediaCall::Transcription { fallback_ms }),
+        content_type,
+        ..Call::new(Operation::AudioTranscriptions, ClientFormat::OpenAi, model, request_id, body)
+    };
+    Ok(relay(state.clone(), admission, call).await)
 }
 
 /// A media answer for the client: body, content type, and the units it is billed.

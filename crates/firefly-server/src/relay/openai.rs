@@ -7,19 +7,22 @@ use super::admit::{model_not_found, Ask};
 use super::formats::{ClientFormat, RequestBody};
 use super::forward::{relay, Call};
 use crate::http::context::{ClientChoseId, RequestId};
+use crate::http::error::internal;
 use crate::http::{ApiError, ApiResult, Path};
 use crate::keys::auth::{CachedKey, KeyAuth};
 use crate::ops::openapi::ErrorResponse;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use firefly_core::{Error, ErrorCode};
 use firefly_providers::adapter::Operation;
 use firefly_providers::openai::{ChatRequest, EmbeddingsRequest, RequestError};
 use http::HeaderMap;
 use serde::Serialize;
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 const TAG: &str = "openai";
@@ -119,40 +122,33 @@ pub async fn get_model(
               (status = 404, body = ErrorResponse), (status = 429, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
 pub async fn chat_completions(
     State(state): State<AppState>,
-    KeyAuth(key): KeyAuth,
-    Extension(id): Extension<RequestId>,
-    client_chose: Option<Extension<ClientChoseId>>,
+    Caller { key, request_id }: Caller,
     body: Body,
-) -> Response {
-    let result: ApiResult<Response> = async {
-        let bytes = read_body(&state, body).await?;
-        let request = ChatRequest::parse(bytes).map_err(invalid)?;
-        let per_choice = request.output_limit().unwrap_or(state.relay.settings.default_output_reserve);
-        let ask = Ask {
-            model: request.model(),
-            input_bytes: request.body().len(),
-            output_tokens: per_choice.saturating_mul(request.n()),
-            media: None,
-        };
-        let admission = state.relay.admit(&key, ask).await?;
-        let source = request.body().clone();
-        let (model, stream, client_wants_usage) =
-            (request.model().to_owned(), request.stream(), request.client_wants_usage());
-        let (choices, input_bytes) = (request.n().min(u64::from(u32::MAX)) as u32, request.body().len());
-        let pass = Box::new(move |model: &str| request.upstream_body(Some(model)));
-        let body = RequestBody::new(ClientFormat::OpenAi, source, pass, state.relay.settings.default_output_reserve);
-        let request_id = id.unique(client_chose.is_some());
-        let call = Call {
-            stream,
-            client_wants_usage,
-            choices,
-            input_bytes,
-            ..Call::new(Operation::ChatCompletions, ClientFormat::OpenAi, model, request_id, body)
-        };
-        Ok(relay(state.clone(), admission, call).await)
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+) -> ApiResult<Response> {
+    let bytes = read_body(&state, body).await?;
+    let request = ChatRequest::parse(bytes).map_err(invalid)?;
+    let per_choice = request.output_limit().unwrap_or(state.relay.settings.default_output_reserve);
+    let ask = Ask {
+        model: request.model(),
+        input_bytes: request.body().len(),
+        output_tokens: per_choice.saturating_mul(request.n()),
+        media: None,
+    };
+    let admission = state.relay.admit(&key, ask).await?;
+    let source = request.body().clone();
+    let (model, stream, client_wants_usage) =
+        (request.model().to_owned(), request.stream(), request.client_wants_usage());
+    let (choices, input_bytes) = (request.n().min(u64::from(u32::MAX)) as u32, request.body().len());
+    let pass = Box::new(move |model: &str| request.upstream_body(Some(model)));
+    let body = RequestBody::new(ClientFormat::OpenAi, source, pass, state.relay.settings.default_output_reserve);
+    let call = Call {
+        stream,
+        client_wants_usage,
+        choices,
+        input_bytes,
+        ..Call::new(Operation::ChatCompletions, ClientFormat::OpenAi, model, request_id, body)
+    };
+    Ok(relay(state.clone(), admission, call).await)
 }
 
 /// Embeddings: OpenAI's request and response bodies, passed through.
@@ -163,28 +159,36 @@ pub async fn chat_completions(
               (status = 404, body = ErrorResponse), (status = 429, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
 pub async fn embeddings(
     State(state): State<AppState>,
-    KeyAuth(key): KeyAuth,
-    Extension(id): Extension<RequestId>,
-    client_chose: Option<Extension<ClientChoseId>>,
+    Caller { key, request_id }: Caller,
     body: Body,
-) -> Response {
-    let result: ApiResult<Response> = async {
-        let bytes = read_body(&state, body).await?;
-        let request = EmbeddingsRequest::parse(bytes).map_err(invalid)?;
-        let ask = Ask { model: request.model(), input_bytes: request.body().len(), output_tokens: 0, media: None };
-        let admission = state.relay.admit(&key, ask).await?;
-        let (model, input_bytes) = (request.model().to_owned(), request.body().len());
-        let body = RequestBody::pass_through_only(
-            ClientFormat::OpenAi,
-            Box::new(move |model| request.upstream_body(Some(model))),
-        );
-        let request_id = id.unique(client_chose.is_some());
-        let call =
-            Call { input_bytes, ..Call::new(Operation::Embeddings, ClientFormat::OpenAi, model, request_id, body) };
-        Ok(relay(state.clone(), admission, call).await)
+) -> ApiResult<Response> {
+    let bytes = read_body(&state, body).await?;
+    let request = EmbeddingsRequest::parse(bytes).map_err(invalid)?;
+    let ask = Ask { model: request.model(), input_bytes: request.body().len(), output_tokens: 0, media: None };
+    let admission = state.relay.admit(&key, ask).await?;
+    let (model, input_bytes) = (request.model().to_owned(), request.body().len());
+    let body =
+        RequestBody::pass_through_only(ClientFormat::OpenAi, Box::new(move |model| request.upstream_body(Some(model))));
+    let call = Call { input_bytes, ..Call::new(Operation::Embeddings, ClientFormat::OpenAi, model, request_id, body) };
+    Ok(relay(state.clone(), admission, call).await)
+}
+
+/// An authenticated caller of the AI API (`Authorization: Bearer` or `x-api-key`), and the
+/// id its request is billed under ([`RequestId::unique`]).
+pub struct Caller {
+    pub key: Arc<CachedKey>,
+    pub request_id: String,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let KeyAuth(key) = KeyAuth::from_request_parts(parts, state).await?;
+        let client_chose = parts.extensions.get::<ClientChoseId>().is_some();
+        let id = parts.extensions.get::<RequestId>().ok_or_else(|| internal("no request id on a relay request"))?;
+        Ok(Caller { key, request_id: id.unique(client_chose) })
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 pub(super) async fn read_body(state: &AppState, body: Body) -> ApiResult<Bytes> {
