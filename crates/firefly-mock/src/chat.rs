@@ -4,16 +4,16 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Uri};
+use http::{header, HeaderValue};
 use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::knobs::{Knobs, Metadata};
 use crate::prompt::MessagesChars;
-use crate::state::{unix_now, Counters, Flavor, Shared};
+use crate::state::{unix_now, Counters, Incoming, Shared};
 use crate::stream::ChatStream;
 use crate::wire::{self, Usage};
 
@@ -59,38 +59,14 @@ struct ToolFunction<'a> {
     name: Cow<'a, str>,
 }
 
-pub(crate) async fn openai(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// `POST` on this endpoint's OpenAI route, or on its Azure route (`{deployment}` in the path).
+pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Incoming) -> Response {
     Counters::count(&shared.counters.chat);
-    answer(&shared, Flavor::OpenAi, None, method, uri, headers, body).await
+    answer(&shared, request).await
 }
 
-pub(crate) async fn azure(
-    State(shared): State<Arc<Shared>>,
-    Path(deployment): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    Counters::count(&shared.counters.chat);
-    answer(&shared, Flavor::Azure, Some(deployment), method, uri, headers, body).await
-}
-
-async fn answer(
-    shared: &Shared,
-    flavor: Flavor,
-    deployment: Option<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn answer(shared: &Shared, request: Incoming) -> Response {
+    let Incoming { flavor, deployment, method, uri, headers, body } = request;
     let knobs = match shared.admit(flavor, method, uri, headers, &body).await {
         Ok(knobs) => knobs,
         Err(response) => return response,

@@ -3,17 +3,15 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use base64::Engine;
-use bytes::Bytes;
-use http::{HeaderMap, Method, Uri};
 use serde::{Deserialize, Serialize};
 
 use crate::chat::{json_response, parse_error};
 use crate::error::ApiError;
 use crate::prompt::EmbeddingInput;
-use crate::state::{Counters, Flavor, Shared};
+use crate::state::{Counters, Incoming, Shared};
 
 /// A ceiling on `dimensions` (text-embedding-3-large has 3072).
 const MAX_DIMENSIONS: usize = 4096;
@@ -57,38 +55,14 @@ struct EmbeddingsUsage {
     total_tokens: u64,
 }
 
-pub(crate) async fn openai(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// `POST` on this endpoint's OpenAI route, or on its Azure route (`{deployment}` in the path).
+pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Incoming) -> Response {
     Counters::count(&shared.counters.embeddings);
-    answer(&shared, Flavor::OpenAi, None, method, uri, headers, body).await
+    answer(&shared, request).await
 }
 
-pub(crate) async fn azure(
-    State(shared): State<Arc<Shared>>,
-    Path(deployment): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    Counters::count(&shared.counters.embeddings);
-    answer(&shared, Flavor::Azure, Some(deployment), method, uri, headers, body).await
-}
-
-async fn answer(
-    shared: &Shared,
-    flavor: Flavor,
-    deployment: Option<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn answer(shared: &Shared, request: Incoming) -> Response {
+    let Incoming { flavor, deployment, method, uri, headers, body } = request;
     let knobs = match shared.admit(flavor, method, uri, headers, &body).await {
         Ok(knobs) => knobs,
         Err(response) => return response,

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, StatusCode, Uri};
@@ -304,4 +305,34 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// A non-empty header value.
 pub(crate) fn header_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name)?.to_str().ok().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// A request to an endpoint that has an OpenAI route and an Azure route
+/// (`/openai/deployments/{deployment}/...`): what its handler needs, the headers moved out
+/// rather than copied.
+pub(crate) struct Incoming {
+    pub flavor: Flavor,
+    pub deployment: Option<String>,
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Incoming {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let deployment = RawPathParams::from_request_parts(&mut parts, state)
+            .await
+            .ok()
+            .and_then(|params| params.iter().find(|(name, _)| *name == "deployment").map(|(_, v)| v.to_owned()));
+        let flavor = if deployment.is_some() { Flavor::Azure } else { Flavor::OpenAi };
+        let (method, uri, headers) = (parts.method.clone(), parts.uri.clone(), std::mem::take(&mut parts.headers));
+        // The body limit (`DefaultBodyLimit`) is read from the extensions, which stay.
+        let body =
+            Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(IntoResponse::into_response)?;
+        Ok(Incoming { flavor, deployment, method, uri, headers, body })
+    }
 }

@@ -6,18 +6,16 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use base64::Engine;
-use bytes::Bytes;
-use http::{HeaderMap, Method, Uri};
 use serde::{Deserialize, Serialize};
 
 use super::files::image_name;
 use crate::chat::{json_response, parse_error};
 use crate::error::ApiError;
 use crate::prompt::chars;
-use crate::state::{unix_now, Counters, Flavor, Shared};
+use crate::state::{unix_now, Counters, Incoming, Shared};
 
 /// OpenAI allows 1 to 10 images per request.
 const MAX_IMAGES: u32 = 10;
@@ -85,38 +83,14 @@ struct InputDetails {
     text_tokens: u64,
 }
 
-pub(crate) async fn openai(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// `POST` on this endpoint's OpenAI route, or on its Azure route (`{deployment}` in the path).
+pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Incoming) -> Response {
     Counters::count(&shared.counters.images);
-    answer(&shared, Flavor::OpenAi, None, method, uri, headers, body).await
+    answer(&shared, request).await
 }
 
-pub(crate) async fn azure(
-    State(shared): State<Arc<Shared>>,
-    Path(deployment): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    Counters::count(&shared.counters.images);
-    answer(&shared, Flavor::Azure, Some(deployment), method, uri, headers, body).await
-}
-
-async fn answer(
-    shared: &Shared,
-    flavor: Flavor,
-    deployment: Option<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn answer(shared: &Shared, request: Incoming) -> Response {
+    let Incoming { flavor, deployment, method, uri, headers, body } = request;
     let origin = shared.origin(&headers);
     let knobs = match shared.admit(flavor, method, uri, headers, &body).await {
         Ok(knobs) => knobs,

@@ -4,16 +4,16 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Uri};
+use http::{header, HeaderValue};
 use serde::Deserialize;
 
 use crate::chat::parse_error;
 use crate::error::ApiError;
 use crate::prompt::chars;
-use crate::state::{Counters, Flavor, Shared};
+use crate::state::{Counters, Incoming, Shared};
 
 /// OpenAI's limit on `input`.
 const MAX_INPUT_CHARS: u64 = 4_096;
@@ -34,38 +34,14 @@ struct SpeechRequest<'a> {
     response_format: Option<Cow<'a, str>>,
 }
 
-pub(crate) async fn openai(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// `POST` on this endpoint's OpenAI route, or on its Azure route (`{deployment}` in the path).
+pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Incoming) -> Response {
     Counters::count(&shared.counters.speech);
-    answer(&shared, Flavor::OpenAi, None, method, uri, headers, body).await
+    answer(&shared, request).await
 }
 
-pub(crate) async fn azure(
-    State(shared): State<Arc<Shared>>,
-    Path(deployment): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    Counters::count(&shared.counters.speech);
-    answer(&shared, Flavor::Azure, Some(deployment), method, uri, headers, body).await
-}
-
-async fn answer(
-    shared: &Shared,
-    flavor: Flavor,
-    deployment: Option<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn answer(shared: &Shared, request: Incoming) -> Response {
+    let Incoming { flavor, deployment, method, uri, headers, body } = request;
     let knobs = match shared.admit(flavor, method, uri, headers, &body).await {
         Ok(knobs) => knobs,
         Err(response) => return response,

@@ -4,15 +4,14 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Uri};
+use http::{header, HeaderMap, HeaderValue};
 use serde::Serialize;
 
 use crate::chat::{json_response, words};
 use crate::error::ApiError;
-use crate::state::{Counters, Flavor, Shared};
+use crate::state::{Counters, Incoming, Shared};
 
 /// The duration reported for an upload that is not WAV.
 const UNKNOWN_DURATION: f64 = 1.0;
@@ -121,38 +120,14 @@ struct Segment<'a> {
     no_speech_prob: f64,
 }
 
-pub(crate) async fn openai(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// `POST` on this endpoint's OpenAI route, or on its Azure route (`{deployment}` in the path).
+pub(crate) async fn handle(State(shared): State<Arc<Shared>>, request: Incoming) -> Response {
     Counters::count(&shared.counters.transcriptions);
-    answer(&shared, Flavor::OpenAi, None, method, uri, headers, body).await
+    answer(&shared, request).await
 }
 
-pub(crate) async fn azure(
-    State(shared): State<Arc<Shared>>,
-    Path(deployment): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    Counters::count(&shared.counters.transcriptions);
-    answer(&shared, Flavor::Azure, Some(deployment), method, uri, headers, body).await
-}
-
-async fn answer(
-    shared: &Shared,
-    flavor: Flavor,
-    deployment: Option<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn answer(shared: &Shared, request: Incoming) -> Response {
+    let Incoming { flavor, deployment, method, uri, headers, body } = request;
     let boundary = boundary(&headers).map(str::to_owned);
     let knobs = match shared.admit(flavor, method, uri, headers, &body).await {
         Ok(knobs) => knobs,
