@@ -103,7 +103,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let config = load(file, &overrides, false)?;
-            init_logging(&config);
+            let _log = init_logging(&config);
             let store = crate::open_store(&config).await?;
             store.migrate().await.context("applying migrations")?;
             let status = store.migration_status().await?;
@@ -112,14 +112,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(_) => {
             let config = load(file, &overrides, true)?;
-            init_logging(&config);
+            let _log = init_logging(&config);
             let store = crate::open_store(&config).await?;
             let server = Server::build(config, store).await?;
             server.run().await
         }
         Command::Admin(AdminCommand::Create { email, password_stdin: _, display_name }) => {
             let config = load(file, &overrides, true)?;
-            init_logging(&config);
+            let _log = init_logging(&config);
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
@@ -152,12 +152,24 @@ fn field_details(e: &firefly_core::Error) -> String {
         .unwrap_or_default()
 }
 
-fn init_logging(config: &Config) {
+/// Logs go to standard error through a writer thread, so a request never waits on a
+/// `write(2)`: lines queue in memory (up to [`LOG_QUEUE_LINES`]; beyond that the caller
+/// waits rather than a line being lost) and reach stderr in as few writes as the queue
+/// allows. The guard flushes what is queued when dropped: keep it until the command ends.
+fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("firefly-log")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+    guard
 }
+
+const LOG_QUEUE_LINES: usize = 65_536;

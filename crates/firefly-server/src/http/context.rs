@@ -40,9 +40,17 @@ fn valid_request_id(v: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_owned())
 }
 
+/// 32 hex digits: the time in milliseconds (12 digits), then 80 random bits. Ids made
+/// later sort later, so the database indexes keyed by them (the call log's request id, the
+/// ledger's `charge:{id}` idempotency key) grow at their right edge instead of touching a
+/// random page per row: a usage batch dirties a handful of pages, not hundreds.
 fn new_request_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    hex::encode(bytes)
+    let millis = firefly_core::time::now_ms().clamp(0, (1 << 48) - 1) as u64;
+    let random: [u8; 10] = rand::random();
+    let mut id = String::with_capacity(32);
+    id.push_str(&hex::encode(&millis.to_be_bytes()[2..]));
+    id.push_str(&hex::encode(random));
+    id
 }
 
 pub async fn request_context(mut req: Request, next: Next) -> Response {
@@ -89,4 +97,25 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         "request"
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_hex_unique_and_sort_by_time() {
+        let first = new_request_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later: Vec<String> = (0..1000).map(|_| new_request_id()).collect();
+        for id in &later {
+            assert_eq!(id.len(), 32);
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
+            assert!(*id > first, "{id} was made after {first} but sorts before it");
+        }
+        let distinct: std::collections::HashSet<&String> = later.iter().collect();
+        assert_eq!(distinct.len(), later.len());
+        let millis = i64::from_str_radix(&first[..12], 16).unwrap();
+        assert!((firefly_core::time::now_ms() - millis).abs() < 60_000, "the prefix is the time in ms");
+    }
 }
