@@ -11,6 +11,7 @@ use super::admit::Admission;
 use super::formats::{error_answer, whole_answer, ClientFormat, RequestBody, StreamRelay};
 use super::media::MediaCall;
 use super::table::Upstream;
+use super::upstream::next_chunk;
 use super::writer::Slot;
 use super::Relay;
 use crate::state::AppState;
@@ -20,14 +21,14 @@ use bytes::{Bytes, BytesMut};
 use firefly_core::money::{cost, media_cost, MediaUnits, TokenUsage};
 use firefly_core::time::now_ms;
 use firefly_core::{Error, ErrorCode};
-use firefly_providers::adapter::{Operation, RequestContext, WireFormat};
+use firefly_providers::adapter::{Operation, WireFormat};
 use firefly_providers::openai::Usage;
 use firefly_providers::sse::SseParser;
 use firefly_providers::transcode::TranscodeError;
 use firefly_providers::UpstreamFailure;
 use firefly_store::{ChannelStatus, UsageRecord};
-use futures::StreamExt;
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -99,7 +100,7 @@ pub async fn relay(state: AppState, admission: Admission, call: Call) -> Respons
 /// How one attempt went.
 enum Attempt {
     /// A 2xx answer: what to do with its body.
-    Answer(reqwest::Response),
+    Answer(http::Response<Incoming>),
     Failed(Failure),
     /// The request cannot be expressed in this channel's format (Anthropic has no `n`, a
     /// provider serves no embeddings): the next channel may serve it; nothing was sent.
@@ -235,14 +236,7 @@ async fn attempt(relay: &Relay, upstream: &Upstream, call: &Call) -> Attempt {
         Ok(body) => body,
         Err(e) => return Attempt::Unfit(e),
     };
-    let ctx = RequestContext {
-        base_url: &upstream.base_url,
-        api_version: upstream.api_version.as_deref(),
-        key: upstream.key(),
-        model: Some(model),
-        stream: call.stream,
-    };
-    let head = match upstream.adapter.build(call.op, &ctx) {
+    let head = match upstream.head(call.op, Some(model), call.stream) {
         Ok(head) => head,
         Err(e) => {
             return Attempt::Failed(Failure {
@@ -252,23 +246,25 @@ async fn attempt(relay: &Relay, upstream: &Upstream, call: &Call) -> Attempt {
             })
         }
     };
-    let mut request = relay.client.request(head.method, head.url).headers(head.headers).body(body);
-    if let (Operation::AudioTranscriptions, Some(content_type)) = (call.op, &call.content_type) {
-        request = request.header(http::header::CONTENT_TYPE, content_type.clone());
-    }
-    let sent = tokio::time::timeout(relay.settings.first_byte_timeout, request.send()).await;
+    let extra = match (call.op, &call.content_type) {
+        (Operation::AudioTranscriptions, Some(content_type)) => {
+            Some(HeaderMap::from_iter([(http::header::CONTENT_TYPE, content_type.clone())]))
+        }
+        _ => None,
+    };
+    let sent = tokio::time::timeout(relay.settings.first_byte_timeout, relay.upstream.send(&head, extra, body)).await;
     let response = match sent {
         Err(_) => return Attempt::failed("no answer within the first-byte timeout".into()),
-        Ok(Err(e)) => return Attempt::failed(format!("connection failed: {}", short(&e))),
+        Ok(Err(e)) => return Attempt::failed(format!("connection failed: {}", e.message)),
         Ok(Ok(r)) => r,
     };
     let status = response.status();
     if status.is_success() {
         return Attempt::Answer(response);
     }
-    let headers = response.headers().clone();
-    let body = read_limited(response, MAX_ERROR_BYTES, relay.settings.chunk_timeout).await.unwrap_or_default();
-    let failure = upstream.adapter.classify(status.as_u16(), &headers, &body);
+    let (parts, mut incoming) = response.into_parts();
+    let body = read_limited(&mut incoming, MAX_ERROR_BYTES, relay.settings.chunk_timeout).await.unwrap_or_default();
+    let failure = upstream.adapter.classify(status.as_u16(), &parts.headers, &body);
     let body = error_answer(call.client, wire, status.as_u16(), body);
     Attempt::Failed(Failure {
         verdict: failure,
@@ -277,35 +273,16 @@ async fn attempt(relay: &Relay, upstream: &Upstream, call: &Call) -> Attempt {
     })
 }
 
-/// The error of a reqwest call without its URL (which names the channel's host).
-fn short(e: &reqwest::Error) -> String {
-    let kind = if e.is_connect() {
-        "connect"
-    } else if e.is_timeout() {
-        "timeout"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else {
-        "request"
-    };
-    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    format!("{kind}: {detail}")
-}
-
 /// Reads a body up to `limit` bytes with `idle` as the longest wait for a chunk.
-async fn read_limited(response: reqwest::Response, limit: usize, idle: Duration) -> Result<Bytes, String> {
-    let mut stream = response.bytes_stream();
+async fn read_limited(body: &mut Incoming, limit: usize, idle: Duration) -> Result<Bytes, String> {
     let mut buf = BytesMut::new();
     loop {
-        match tokio::time::timeout(idle, stream.next()).await {
+        match tokio::time::timeout(idle, next_chunk(body)).await {
             Err(_) => return Err("the upstream stalled mid-body".into()),
             Ok(None) => return Ok(buf.freeze()),
-            Ok(Some(Err(e))) => return Err(format!("reading the body failed: {}", short(&e))),
+            Ok(Some(Err(e))) => return Err(format!("reading the body failed: {e}")),
+            // A whole body in one chunk (the usual case) is kept as it came, not copied.
+            Ok(Some(Ok(chunk))) if buf.is_empty() && chunk.len() <= limit => buf = BytesMut::from(chunk),
             Ok(Some(Ok(chunk))) => {
                 if buf.len() + chunk.len() > limit {
                     return Err(format!("the upstream's answer is larger than {limit} bytes"));
@@ -320,7 +297,7 @@ async fn read_limited(response: reqwest::Response, limit: usize, idle: Duration)
 async fn whole(
     relay: &Relay,
     upstream: &Upstream,
-    response: reqwest::Response,
+    response: http::Response<Incoming>,
     call: &Call,
     wire: WireFormat,
     reply: &mut Option<oneshot::Sender<Response>>,
@@ -332,7 +309,8 @@ async fn whole(
         false => None,
     };
     let upstream_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
-    let body = read_limited(response, MAX_RESPONSE_BYTES, relay.settings.chunk_timeout).await?;
+    let mut incoming = response.into_body();
+    let body = read_limited(&mut incoming, MAX_RESPONSE_BYTES, relay.settings.chunk_timeout).await?;
     let first_byte = started.elapsed();
     let (body, usage, units, content_type) = match &call.media {
         Some(media) => {
@@ -358,19 +336,19 @@ async fn whole(
 /// A stream: the response head goes out now; events follow as they come.
 async fn stream(
     relay: &Relay,
-    response: reqwest::Response,
+    response: http::Response<Incoming>,
     call: &Call,
     wire: WireFormat,
     reply: &mut Option<oneshot::Sender<Response>>,
     started: Instant,
 ) -> Result<Outcome, String> {
-    let mut upstream = response.bytes_stream();
+    let mut upstream = response.into_body();
     // The first chunk is awaited before anything is sent, so an upstream that fails
     // right away can still be retried on another channel.
-    let first = match tokio::time::timeout(relay.settings.chunk_timeout, upstream.next()).await {
+    let first = match tokio::time::timeout(relay.settings.chunk_timeout, next_chunk(&mut upstream)).await {
         Err(_) => return Err("the upstream stalled before the first event".into()),
         Ok(None) => return Err("the upstream closed the stream before the first event".into()),
-        Ok(Some(Err(e))) => return Err(format!("reading the stream failed: {}", short(&e))),
+        Ok(Some(Err(e))) => return Err(format!("reading the stream failed: {e}")),
         Ok(Some(Ok(chunk))) => chunk,
     };
     let first_byte = started.elapsed();
@@ -401,7 +379,7 @@ async fn stream(
                     }
                     None => relay.settings.chunk_timeout,
                 };
-                match tokio::time::timeout(wait, upstream.next()).await {
+                match tokio::time::timeout(wait, next_chunk(&mut upstream)).await {
                     Ok(c) => c,
                     Err(_) => {
                         error = Some(("upstream_timeout".to_owned(), "the upstream stalled mid-stream".to_owned()));
@@ -414,7 +392,7 @@ async fn stream(
             None => break,
             Some(Ok(c)) => c,
             Some(Err(e)) => {
-                error = Some(("upstream_disconnected".to_owned(), format!("the stream broke: {}", short(&e))));
+                error = Some(("upstream_disconnected".to_owned(), format!("the stream broke: {e}")));
                 break;
             }
         };

@@ -18,6 +18,7 @@ pub mod openai;
 pub mod probe;
 pub mod route;
 pub mod table;
+pub mod upstream;
 pub mod usage;
 pub mod writer;
 
@@ -56,6 +57,8 @@ pub struct Relay {
     pub usage: writer::UsageWriter,
     pub settings: Settings,
     client: reqwest::Client,
+    /// The hot path's client (chat, embeddings, images, speech, transcriptions).
+    upstream: upstream::UpstreamClient,
     store: DynStore,
     prices: moka::future::Cache<(), Arc<HashMap<String, TokenPrice>>>,
     groups: moka::future::Cache<i64, i64>,
@@ -105,6 +108,7 @@ impl Relay {
                 user_concurrency: config.user_concurrency,
             },
             client,
+            upstream: upstream::UpstreamClient::new(Duration::from_secs(config.connect_timeout_secs))?,
             store,
             prices: moka::future::Cache::builder().max_capacity(1).time_to_live(PRICE_CACHE_TTL).build(),
             groups: moka::future::Cache::builder().max_capacity(100_000).time_to_live(PRICE_CACHE_TTL).build(),

@@ -4,7 +4,9 @@
 //! circuit breakers survive rebuilds, keyed by channel id.
 
 use super::route::{plan, Breaker, BreakerSettings, Candidate};
+use super::upstream::Head;
 use firefly_core::crypto::MasterKey;
+use firefly_providers::adapter::{BuildError, Operation, RequestContext};
 use firefly_providers::{Adapter, Registry};
 use firefly_store::{Channel, ChannelStatus, DynStore, StoreResult};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -27,7 +29,22 @@ pub struct Upstream {
     pub weight: i64,
     rpm: Option<MinuteCounter>,
     pub breaker: Arc<Breaker>,
+    /// Request heads built so far, by operation, stream, upstream model and key: the URL
+    /// is parsed and the headers rendered once, not per request. Bounded by what the
+    /// channel serves (only models routed to it reach it).
+    heads: Mutex<HashMap<HeadKey, Arc<Head>>>,
 }
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct HeadKey {
+    op: Operation,
+    stream: bool,
+    model: Option<String>,
+    key: usize,
+}
+
+/// At most this many heads are kept per channel; past it, heads are built per request.
+const MAX_HEADS: usize = 1_024;
 
 impl Upstream {
     /// The next key, round robin; empty for keyless upstreams.
@@ -36,6 +53,36 @@ impl Upstream {
             return "";
         }
         &self.keys[self.next_key.fetch_add(1, Ordering::Relaxed) % self.keys.len()]
+    }
+
+    /// The request head of `op` for `model` (the upstream's name) with the next key,
+    /// round robin.
+    pub fn head(&self, op: Operation, model: Option<&str>, stream: bool) -> Result<Arc<Head>, BuildError> {
+        let key = match self.keys.len() {
+            0 => 0,
+            n => self.next_key.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        let wanted = HeadKey { op, stream, model: model.map(str::to_owned), key };
+        if let Some(head) = self.heads.lock().unwrap_or_else(|e| e.into_inner()).get(&wanted) {
+            return Ok(head.clone());
+        }
+        let ctx = RequestContext {
+            base_url: &self.base_url,
+            api_version: self.api_version.as_deref(),
+            key: self.keys.get(key).map_or("", String::as_str),
+            model,
+            stream,
+        };
+        let built = self.adapter.build(op, &ctx)?;
+        let head = Arc::new(Head::new(built).ok_or_else(|| BuildError::InvalidBaseUrl {
+            url: self.base_url.clone(),
+            reason: "not a valid URI".into(),
+        })?);
+        let mut heads = self.heads.lock().unwrap_or_else(|e| e.into_inner());
+        if heads.len() < MAX_HEADS {
+            heads.insert(wanted, head.clone());
+        }
+        Ok(head)
     }
 
     /// The upstream's name for a client's model.
@@ -191,6 +238,7 @@ impl Routes {
                 .rpm_limit
                 .map(|l| MinuteCounter { limit: l.clamp(0, u32::MAX as i64) as u32, window: Mutex::new((0, 0)) }),
             breaker: self.breaker(channel.id),
+            heads: Mutex::new(HashMap::new()),
         })
     }
 
