@@ -85,9 +85,12 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let elapsed = start.elapsed();
     let route = route.as_deref().unwrap_or("unmatched");
     crate::ops::metrics::record_request(method.as_str(), route, status, elapsed);
-    let _enter = span.enter();
+    // Outside the request's span, with the id as a field of its own: the JSON formatter
+    // would otherwise re-parse the span's fields for this line (one per request).
+    drop(span);
     tracing::info!(
         target: "firefly::http",
+        request_id = %id,
         method = %method,
         path = %path,
         route,

@@ -3,7 +3,8 @@
 //! `http_request_duration_seconds`; plus database pool gauges.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -23,10 +24,36 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
+/// The request metrics' handles, by route, then method and status: registering a labelled
+/// metric allocates its labels and hashes them into the registry, which a request should
+/// not pay for after the first of its kind. Routes are the router's templates, so the
+/// map stays small.
+type Handles = (metrics::Counter, metrics::Histogram);
+static REQUEST_HANDLES: OnceLock<RwLock<HashMap<String, Vec<((String, u16), Handles)>>>> = OnceLock::new();
+
 pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
-    let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    let handles = REQUEST_HANDLES.get_or_init(|| {
+        // Handles taken before the recorder exists would record nowhere, for good.
+        handle();
+        Default::default()
+    });
+    let found = handles
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(route)
+        .and_then(|by| by.iter().find(|((m, s), _)| m == method && *s == status).map(|(_, h)| h.clone()));
+    let (counter, histogram) = found.unwrap_or_else(|| {
+        let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
+        let made = (
+            metrics::counter!("http_requests_total", &labels),
+            metrics::histogram!("http_request_duration_seconds", &labels),
+        );
+        let mut map = handles.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(route.to_owned()).or_default().push(((method.to_owned(), status), made.clone()));
+        made
+    });
+    counter.increment(1);
+    histogram.record(elapsed.as_secs_f64());
 }
 
 pub fn record_pools(stats: &[firefly_store::PoolStats]) {

@@ -30,8 +30,27 @@ use firefly_core::money::{TokenPrice, BP_ONE};
 use firefly_providers::Registry;
 use firefly_store::DynStore;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// The price list as last loaded, and when.
+#[derive(Default)]
+struct PriceCache {
+    slot: RwLock<Option<(Instant, Arc<HashMap<String, TokenPrice>>)>>,
+    /// Bumped by every invalidation.
+    generation: AtomicU64,
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl PriceCache {
+    fn fresh(&self) -> Option<Arc<HashMap<String, TokenPrice>>> {
+        match &*self.slot.read().unwrap_or_else(|e| e.into_inner()) {
+            Some((at, prices)) if at.elapsed() < PRICE_CACHE_TTL => Some(prices.clone()),
+            _ => None,
+        }
+    }
+}
 
 /// How long a price or group change may take to reach requests on other instances (this
 /// instance forgets its cached copy at once).
@@ -60,7 +79,7 @@ pub struct Relay {
     /// The hot path's client (chat, embeddings, images, speech, transcriptions).
     upstream: upstream::UpstreamClient,
     store: DynStore,
-    prices: moka::future::Cache<(), Arc<HashMap<String, TokenPrice>>>,
+    prices: PriceCache,
     groups: moka::future::Cache<i64, i64>,
 }
 
@@ -110,7 +129,7 @@ impl Relay {
             client,
             upstream: upstream::UpstreamClient::new(Duration::from_secs(config.connect_timeout_secs))?,
             store,
-            prices: moka::future::Cache::builder().max_capacity(1).time_to_live(PRICE_CACHE_TTL).build(),
+            prices: PriceCache::default(),
             groups: moka::future::Cache::builder().max_capacity(100_000).time_to_live(PRICE_CACHE_TTL).build(),
         })
     }
@@ -119,16 +138,24 @@ impl Relay {
         &self.client
     }
 
-    /// Every model's price, cached.
+    /// Every model's price, cached for [`PRICE_CACHE_TTL`]; one load at a time refreshes it.
     pub async fn prices(&self) -> Result<Arc<HashMap<String, TokenPrice>>, ApiError> {
-        let store = self.store.clone();
-        self.prices
-            .try_get_with((), async move {
-                let list = store.list_model_prices().await?;
-                Ok::<_, firefly_store::StoreError>(Arc::new(list.into_iter().map(|p| (p.model, p.price)).collect()))
-            })
-            .await
-            .map_err(crate::http::error::internal)
+        if let Some(prices) = self.prices.fresh() {
+            return Ok(prices);
+        }
+        let _loading = self.prices.loading.lock().await;
+        if let Some(prices) = self.prices.fresh() {
+            return Ok(prices);
+        }
+        let generation = self.prices.generation.load(Ordering::Acquire);
+        let list = self.store.list_model_prices().await.map_err(crate::http::error::internal)?;
+        let prices = Arc::new(list.into_iter().map(|p| (p.model, p.price)).collect::<HashMap<_, _>>());
+        let mut slot = self.prices.slot.write().unwrap_or_else(|e| e.into_inner());
+        // A change made while loading: what was loaded may predate it, so it is not kept.
+        if self.prices.generation.load(Ordering::Acquire) == generation {
+            *slot = Some((Instant::now(), prices.clone()));
+        }
+        Ok(prices)
     }
 
     pub async fn price(&self, model: &str) -> Result<Option<TokenPrice>, ApiError> {
@@ -148,7 +175,8 @@ impl Relay {
 
     /// An administrator changed prices or groups: this instance stops using its copies.
     pub fn forget_prices(&self) {
-        self.prices.invalidate_all();
+        self.prices.generation.fetch_add(1, Ordering::AcqRel);
+        *self.prices.slot.write().unwrap_or_else(|e| e.into_inner()) = None;
         self.groups.invalidate_all();
     }
 
