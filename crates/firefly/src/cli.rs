@@ -1,6 +1,7 @@
 //! Command line: `serve`, `migrate`, `config`, `admin create`.
 
 use crate::config::{load, CliOverrides, DatabaseOverrides, ServerOverrides};
+use crate::logwriter::{BufferedLog, LogGuard};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use firefly_core::config::{Config, LogFormat};
@@ -152,18 +153,13 @@ fn field_details(e: &firefly_core::Error) -> String {
         .unwrap_or_default()
 }
 
-/// Logs go to standard error through a writer thread, so a request never waits on a
-/// `write(2)`: lines queue in memory (up to [`LOG_QUEUE_LINES`]; beyond that the caller
-/// waits rather than a line being lost) and reach stderr in as few writes as the queue
-/// allows. The guard flushes what is queued when dropped: keep it until the command ends.
-fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to standard error through [`BufferedLog`]: a request never waits on a
+/// `write(2)` or wakes a thread to log its line. Keep the guard until the command ends:
+/// dropping it writes out what is still buffered.
+fn init_logging(config: &Config) -> LogGuard<std::io::Stderr> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&config.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .thread_name("firefly-log")
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let (writer, guard) = BufferedLog::new(std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
@@ -171,5 +167,3 @@ fn init_logging(config: &Config) -> tracing_appender::non_blocking::WorkerGuard 
     };
     guard
 }
-
-const LOG_QUEUE_LINES: usize = 65_536;

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod logwriter;
 
 use anyhow::Context;
 use firefly_core::config::{Config, DatabaseKind};

@@ -29,7 +29,9 @@ pub fn handle() -> &'static PrometheusHandle {
 /// not pay for after the first of its kind. Routes are the router's templates, so the
 /// map stays small.
 type Handles = (metrics::Counter, metrics::Histogram);
-static REQUEST_HANDLES: OnceLock<RwLock<HashMap<String, Vec<((String, u16), Handles)>>>> = OnceLock::new();
+/// Route → (method, status) → handles.
+type HandleMap = HashMap<String, Vec<((String, u16), Handles)>>;
+static REQUEST_HANDLES: OnceLock<RwLock<HandleMap>> = OnceLock::new();
 
 pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
     let handles = REQUEST_HANDLES.get_or_init(|| {

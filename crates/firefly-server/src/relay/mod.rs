@@ -34,10 +34,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+type Prices = Arc<HashMap<String, TokenPrice>>;
+
 /// The price list as last loaded, and when.
 #[derive(Default)]
 struct PriceCache {
-    slot: RwLock<Option<(Instant, Arc<HashMap<String, TokenPrice>>)>>,
+    slot: RwLock<Option<(Instant, Prices)>>,
     /// Bumped by every invalidation.
     generation: AtomicU64,
     loading: tokio::sync::Mutex<()>,
