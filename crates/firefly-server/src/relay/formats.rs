@@ -331,10 +331,14 @@ fn hub_chunk_has_text(chunk: &Value) -> bool {
 /// Whether an OpenAI chunk carries generated text (content, reasoning, a refusal or
 /// tool-call arguments), found without parsing it.
 pub fn carries_text(data: &[u8]) -> bool {
-    const KEYS: [&[u8]; 4] = [b"\"content\":", b"\"arguments\":", b"\"reasoning_content\":", b"\"refusal\":"];
+    // Built once: building a searcher costs more than running it over one chunk.
+    static KEYS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 4]> = std::sync::LazyLock::new(|| {
+        [b"\"content\":" as &[u8], b"\"arguments\":", b"\"reasoning_content\":", b"\"refusal\":"]
+            .map(memchr::memmem::Finder::new)
+    });
     KEYS.iter().any(|key| {
-        memchr::memmem::find_iter(data, key).any(|at| {
-            let rest = &data[at + key.len()..];
+        key.find_iter(data).any(|at| {
+            let rest = &data[at + key.needle().len()..];
             let rest = &rest[rest.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
             rest.len() >= 2 && rest[0] == b'"' && rest[1] != b'"'
         })
