@@ -7,19 +7,65 @@
 //! heads are built once per channel, operation, model and key ([`Upstream::head`]) and
 //! sent as a cheap clone.
 //!
+//! Proxies: as with reqwest, `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (either
+//! case) are honoured, read once at start. Upstreams are reached through the proxy with
+//! `CONNECT` (TLS end to end for HTTPS upstreams); the proxy itself is spoken to in plain
+//! HTTP, with `user:password@` in its URL sent as basic authentication.
+//!
 //! [`Upstream::head`]: super::table::Upstream::head
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tower::ServiceExt;
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Connector = hyper_rustls::HttpsConnector<ProxyConnector>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// TCP to the upstream, or a `CONNECT` tunnel through the proxy the environment names
+/// for it.
+#[derive(Clone)]
+pub struct ProxyConnector {
+    http: HttpConnector,
+    proxies: Arc<Matcher>,
+}
+
+impl tower::Service<Uri> for ProxyConnector {
+    type Response = <HttpConnector as tower::Service<Uri>>::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        match self.proxies.intercept(&dst) {
+            Some(proxy) => {
+                let mut tunnel = Tunnel::new(proxy.uri().clone(), self.http.clone());
+                if let Some(auth) = proxy.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                Box::pin(async move { tunnel.oneshot(dst).await.map_err(Into::into) })
+            }
+            None => {
+                let http = self.http.clone();
+                Box::pin(async move { http.oneshot(dst).await.map_err(Into::into) })
+            }
+        }
+    }
+}
 
 /// A request head ready to send: built once, cloned per request.
 #[derive(Clone, Debug)]
@@ -52,7 +98,12 @@ pub struct SendError {
 }
 
 impl UpstreamClient {
+    /// With the proxies the environment names.
     pub fn new(connect_timeout: Duration) -> anyhow::Result<UpstreamClient> {
+        Self::with_proxies(connect_timeout, Matcher::from_env())
+    }
+
+    pub fn with_proxies(connect_timeout: Duration, proxies: Matcher) -> anyhow::Result<UpstreamClient> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -66,7 +117,7 @@ impl UpstreamClient {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(ProxyConnector { http, proxies: Arc::new(proxies) });
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
@@ -121,6 +172,11 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
+    /// Whatever proxy the environment running the tests names.
+    fn direct() -> UpstreamClient {
+        UpstreamClient::with_proxies(Duration::from_secs(5), Matcher::builder().build()).unwrap()
+    }
+
     fn head(uri: &str) -> Head {
         Head { method: Method::POST, uri: uri.parse().unwrap(), headers: HeaderMap::new() }
     }
@@ -136,7 +192,7 @@ mod tests {
             first
             // Dropping the socket ends the handshake: the client must report a failure.
         });
-        let client = UpstreamClient::new(Duration::from_secs(5)).unwrap();
+        let client = direct();
         let sent =
             client.send(&head(&format!("https://127.0.0.1:{port}/v1/chat/completions")), None, Bytes::new()).await;
         let first = server.await.unwrap();
@@ -147,12 +203,62 @@ mod tests {
         assert!(error.connect, "{error:?}");
     }
 
+    /// A one-connection `CONNECT` proxy: returns the head it was sent.
+    async fn connect_proxy(listener: tokio::net::TcpListener) -> String {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            client.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let target = head.split_whitespace().nth(1).unwrap().to_owned();
+        let mut upstream = tokio::net::TcpStream::connect(target).await.unwrap();
+        client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.unwrap();
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        head
+    }
+
+    #[tokio::test]
+    async fn upstreams_are_reached_through_the_configured_proxy() {
+        // The upstream: one fixed HTTP answer.
+        let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream_port = upstream.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let (mut socket, _) = upstream.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await.unwrap();
+            socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nthrough").await.unwrap();
+        });
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_port = proxy.local_addr().unwrap().port();
+        let seen = tokio::spawn(connect_proxy(proxy));
+
+        let proxies = Matcher::builder().http(format!("http://user:secret@127.0.0.1:{proxy_port}")).build();
+        let client = UpstreamClient::with_proxies(Duration::from_secs(5), proxies).unwrap();
+        let response = client
+            .send(&head(&format!("http://127.0.0.1:{upstream_port}/v1/chat/completions")), None, Bytes::new())
+            .await;
+        let response = response.expect("answered through the proxy");
+        assert_eq!(response.status(), 200);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"through");
+        drop(client);
+        let head = seen.await.unwrap();
+        assert!(head.starts_with(&format!("CONNECT 127.0.0.1:{upstream_port} HTTP/1.1\r\n")), "{head}");
+        // user:secret, base64.
+        assert!(head.to_ascii_lowercase().contains("proxy-authorization: basic dxnlcjpzzwnyzxq="), "{head}");
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_a_connect_error_without_the_url() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let client = UpstreamClient::new(Duration::from_secs(5)).unwrap();
+        let client = direct();
         let error = client.send(&head(&format!("http://127.0.0.1:{port}/x")), None, Bytes::new()).await.unwrap_err();
         assert!(error.connect);
         assert!(error.message.starts_with("connect: "), "{}", error.message);
