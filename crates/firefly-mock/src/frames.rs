@@ -43,9 +43,7 @@ pub(crate) struct Frames {
     frames: VecDeque<(Role, Bytes)>,
     content_total: u64,
     content_sent: u64,
-    delay: Duration,
-    sleep: Option<Pin<Box<Sleep>>>,
-    sleeping: bool,
+    delay: ChunkDelay,
     cut: Option<Cut>,
     cut_armed: bool,
     finished: bool,
@@ -58,9 +56,7 @@ impl Frames {
             frames: frames.into(),
             content_total,
             content_sent: 0,
-            delay,
-            sleep: None,
-            sleeping: false,
+            delay: ChunkDelay::new(delay),
             cut,
             cut_armed: false,
             finished: false,
@@ -81,25 +77,6 @@ impl Frames {
         };
         let next_is_lead = self.frames.front().is_some_and(|(role, _)| *role == Role::Lead);
         !next_is_lead && self.content_sent >= after.min(self.content_total)
-    }
-
-    fn poll_delay(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.sleeping {
-            let deadline = Instant::now() + self.delay;
-            match &mut self.sleep {
-                Some(sleep) => sleep.as_mut().reset(deadline),
-                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
-            self.sleeping = true;
-        }
-        let sleep = self.sleep.as_mut().expect("armed above");
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                self.sleeping = false;
-                Poll::Ready(())
-            }
-            Poll::Pending => Poll::Pending,
-        }
     }
 }
 
@@ -137,12 +114,48 @@ impl Stream for Frames {
             return Poll::Ready(None);
         };
         if *role == Role::Content {
-            if !this.delay.is_zero() && this.poll_delay(cx).is_pending() {
+            if this.delay.poll(cx).is_pending() {
                 return Poll::Pending;
             }
             this.content_sent += 1;
         }
         let (_, frame) = this.frames.pop_front().expect("peeked above");
         Poll::Ready(Some(Ok(frame)))
+    }
+}
+
+/// The chunk delay slept before each content frame: armed on the first poll, `Pending`
+/// until it has passed, then ready to be armed again. A zero delay never waits.
+pub(crate) struct ChunkDelay {
+    delay: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+    sleeping: bool,
+}
+
+impl ChunkDelay {
+    pub(crate) fn new(delay: Duration) -> ChunkDelay {
+        ChunkDelay { delay, sleep: None, sleeping: false }
+    }
+
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.delay.is_zero() {
+            return Poll::Ready(());
+        }
+        if !self.sleeping {
+            let deadline = Instant::now() + self.delay;
+            match &mut self.sleep {
+                Some(sleep) => sleep.as_mut().reset(deadline),
+                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.sleeping = true;
+        }
+        let sleep = self.sleep.as_mut().expect("armed above");
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.sleeping = false;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }

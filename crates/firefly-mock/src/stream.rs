@@ -7,16 +7,15 @@
 //! ends the stream. Each event is one body frame; the chunk delay is slept before each content
 //! chunk, so the role chunk leaves with the response head.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::frames::ChunkDelay;
 use bytes::Bytes;
 use futures::Stream;
 use serde::Serialize;
-use tokio::time::{Instant, Sleep};
 
 use crate::chat::Plan;
 use crate::wire::{
@@ -33,9 +32,7 @@ pub(crate) struct ChatStream {
     /// Whether the usage chunk is sent before `[DONE]`.
     usage_chunk: bool,
     call_ids: Vec<String>,
-    delay: Duration,
-    sleep: Option<Pin<Box<Sleep>>>,
-    sleeping: bool,
+    delay: ChunkDelay,
     disconnect_after: Option<u64>,
     /// Index of the next event.
     pos: u64,
@@ -66,9 +63,7 @@ impl ChatStream {
             usage_field: if usage_chunk { UsageField::Null } else { UsageField::Omitted },
             usage_chunk,
             call_ids,
-            delay,
-            sleep: None,
-            sleeping: false,
+            delay: ChunkDelay::new(delay),
             disconnect_after,
             pos: 0,
             content_sent: 0,
@@ -169,26 +164,6 @@ impl ChatStream {
         let n = u64::from(self.plan.choices);
         self.pos >= n && self.content_sent >= limit.min(self.plan.tokens * n)
     }
-
-    /// Waits the chunk delay; `Pending` until it has passed.
-    fn poll_delay(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.sleeping {
-            let deadline = Instant::now() + self.delay;
-            match &mut self.sleep {
-                Some(sleep) => sleep.as_mut().reset(deadline),
-                None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
-            self.sleeping = true;
-        }
-        let sleep = self.sleep.as_mut().expect("armed above");
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                self.sleeping = false;
-                Poll::Ready(())
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }
 
 impl Stream for ChatStream {
@@ -215,7 +190,7 @@ impl Stream for ChatStream {
         let event = this.event(this.pos);
         match event {
             Event::Content { .. } => {
-                if !this.delay.is_zero() && this.poll_delay(cx).is_pending() {
+                if this.delay.poll(cx).is_pending() {
                     return Poll::Pending;
                 }
                 this.content_sent += 1;

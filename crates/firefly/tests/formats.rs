@@ -173,22 +173,8 @@ impl Matrix {
         panic!("the call log never reached {n} rows");
     }
 
-    /// Once the usage writer has settled every request (with database holds, a hold is
-    /// released in the transaction that writes its charge), nothing stays reserved and the
-    /// balance is the ledger's sum.
     async fn ledger_matches_balance(&self) {
-        let store = &self.app.state.store;
-        let id = self.user.user_id;
-        let mut held = None;
-        for _ in 0..400 {
-            held = self.app.state.relay.credits.held(id).await.ok();
-            if held == Some(0) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        assert_eq!(held, Some(0), "nothing stays reserved");
-        assert_eq!(store.ledger_sum(id).await.unwrap(), store.balance(id).await.unwrap());
+        self.app.assert_settled(self.user.user_id).await;
     }
 }
 

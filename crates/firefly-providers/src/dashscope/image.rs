@@ -25,18 +25,6 @@ pub fn image_request_from_openai(req: &ImageRequest, upstream_model: &str) -> Ve
 }
 
 #[derive(Deserialize)]
-struct Answer {
-    #[serde(default)]
-    output: Option<Output>,
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct Output {
     #[serde(default)]
     task_id: Option<String>,
@@ -57,16 +45,7 @@ struct Usage {
 }
 
 fn read(body: &[u8]) -> Result<(Output, Option<Usage>), TranscodeError> {
-    let answer: Answer = serde_json::from_slice(body)
-        .map_err(|e| TranscodeError::upstream(format!("a DashScope task answer is not the expected JSON: {e}")))?;
-    match answer.output {
-        Some(output) => Ok((output, answer.usage)),
-        None => Err(TranscodeError::upstream(format!(
-            "a DashScope task answer has no output ({}: {})",
-            answer.code.as_deref().unwrap_or("no code"),
-            answer.message.as_deref().unwrap_or("no message"),
-        ))),
-    }
+    super::read_answer(body, "task")
 }
 
 /// The task id of a submission's answer, `{"output":{"task_id","task_status"},"request_id"}`.

@@ -240,3 +240,34 @@ pub fn error_to_openai(status: u16, body: &[u8]) -> Vec<u8> {
     let error = json!({"error": {"message": text, "type": kind, "param": null, "code": code}});
     serde_json::to_vec(&error).unwrap_or_default()
 }
+
+/// DashScope's answer envelope, `{"output", "usage", "code", "message", "request_id"}`: the
+/// output and usage of a call of the kind `what` names, or an error naming its code.
+fn read_answer<O: serde::de::DeserializeOwned, U: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<(O, Option<U>), crate::transcode::TranscodeError> {
+    #[derive(serde::Deserialize)]
+    #[serde(bound = "O: serde::de::DeserializeOwned, U: serde::de::DeserializeOwned")]
+    struct Answer<O, U> {
+        #[serde(default)]
+        output: Option<O>,
+        #[serde(default)]
+        usage: Option<U>,
+        #[serde(default)]
+        code: Option<String>,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    let answer: Answer<O, U> = serde_json::from_slice(body).map_err(|e| {
+        crate::transcode::TranscodeError::upstream(format!("a DashScope {what} answer is not the expected JSON: {e}"))
+    })?;
+    match answer.output {
+        Some(output) => Ok((output, answer.usage)),
+        None => Err(crate::transcode::TranscodeError::upstream(format!(
+            "a DashScope {what} answer has no output ({}: {})",
+            answer.code.as_deref().unwrap_or("no code"),
+            answer.message.as_deref().unwrap_or("no message"),
+        ))),
+    }
+}

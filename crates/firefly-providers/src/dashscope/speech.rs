@@ -79,18 +79,6 @@ fn sniff(bytes: &[u8]) -> &'static str {
 }
 
 #[derive(Deserialize)]
-struct Answer {
-    #[serde(default)]
-    output: Option<Output>,
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct Output {
     #[serde(default)]
     audio: Option<Audio>,
@@ -122,15 +110,7 @@ struct Usage {
 /// `{"output":{"audio":{"url","data","expires_at"},"finish_reason"},"usage":{…},"request_id"}`.
 /// Inline data wins over a URL (nothing to fetch).
 pub fn parse_speech(body: &[u8]) -> Result<SpeechResult, TranscodeError> {
-    let answer: Answer = serde_json::from_slice(body)
-        .map_err(|e| TranscodeError::upstream(format!("a DashScope speech answer is not the expected JSON: {e}")))?;
-    let Some(output) = answer.output else {
-        return Err(TranscodeError::upstream(format!(
-            "a DashScope speech answer has no output ({}: {})",
-            answer.code.as_deref().unwrap_or("no code"),
-            answer.message.as_deref().unwrap_or("no message"),
-        )));
-    };
+    let (output, usage) = super::read_answer::<Output, Usage>(body, "speech")?;
     let audio = output.audio.ok_or_else(|| TranscodeError::upstream("a DashScope speech answer has no audio"))?;
     let data = audio.data.filter(|d| !d.is_empty());
     let url = audio.url.filter(|u| !u.is_empty());
@@ -141,7 +121,6 @@ pub fn parse_speech(body: &[u8]) -> Result<SpeechResult, TranscodeError> {
             return Err(TranscodeError::upstream("a DashScope speech answer has neither audio data nor URL"))
         }
     };
-    let usage = answer.usage;
     Ok(SpeechResult {
         audio: content,
         expires_at: audio.expires_at,

@@ -142,6 +142,23 @@ impl TestApp {
         let body: Value = res.json().await.unwrap();
         (body["id"].as_i64().unwrap(), body["key"].as_str().unwrap().to_owned())
     }
+
+    /// Once the usage writer has settled every request (with database holds, a hold is
+    /// released in the transaction that writes its charge), nothing stays reserved for
+    /// `user_id` and the balance is the ledger's sum.
+    pub async fn assert_settled(&self, user_id: i64) {
+        let store = &self.state.store;
+        let mut held = None;
+        for _ in 0..400 {
+            held = self.state.relay.credits.held(user_id).await.ok();
+            if held == Some(0) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(held, Some(0), "nothing stays reserved");
+        assert_eq!(store.ledger_sum(user_id).await.unwrap(), store.balance(user_id).await.unwrap());
+    }
 }
 
 impl Drop for TestApp {
