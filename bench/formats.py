@@ -216,21 +216,9 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict]:
     median = relay.median
     out: dict[str, dict] = {}
     for name, rs in runs.items():
-        out[name] = {
-            "rounds": len(rs),
-            "rps": median([r["rps"] for r in rs]),
-            "p50_us": median([r["p50_us"] for r in rs]),
-            "p90_us": median([r["p90_us"] for r in rs]),
-            "p99_us": median([r["p99_us"] for r in rs]),
-            "max_us": max((r["max_us"] for r in rs if r["max_us"] is not None), default=None),
-            "ttfb_p50_us": median([r.get("ttfb_p50_us") for r in rs]),
-            "ttfb_p99_us": median([r.get("ttfb_p99_us") for r in rs]),
+        out[name] = relay.round_medians(rs) | {
             "body_bytes_per_request": median([r["body_bytes"] / r["requests"] for r in rs if r["requests"]]),
-            "requests": sum(r["requests"] for r in rs),
             "ok": sum(r["ok"] for r in rs),
-            "errors": sum(r["errors"] for r in rs),
-            "first_error": next((r["first_error"] for r in rs if r["first_error"]), None),
-            "loadgen_cpu_s": median([r["cpu_s"] for r in rs]),
         }
     for name, _client, _model, transcoded, base in SCENARIOS:
         s = out.get(name)

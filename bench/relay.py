@@ -263,24 +263,28 @@ def median(values: list) -> float | None:
     return statistics.median(values) if values else None
 
 
+def round_medians(rs: list[dict]) -> dict:
+    """One target's loadgen results over its rounds: medians of the rates and latencies,
+    sums of the counts."""
+    return {
+        "rounds": len(rs),
+        "rps": median([r["rps"] for r in rs]),
+        "p50_us": median([r["p50_us"] for r in rs]),
+        "p90_us": median([r["p90_us"] for r in rs]),
+        "p99_us": median([r["p99_us"] for r in rs]),
+        "max_us": max((r["max_us"] for r in rs if r["max_us"] is not None), default=None),
+        "ttfb_p50_us": median([r.get("ttfb_p50_us") for r in rs]),
+        "ttfb_p99_us": median([r.get("ttfb_p99_us") for r in rs]),
+        "requests": sum(r["requests"] for r in rs),
+        "errors": sum(r["errors"] for r in rs),
+        "first_error": next((r["first_error"] for r in rs if r["first_error"]), None),
+        "loadgen_cpu_s": median([r["cpu_s"] for r in rs]),
+    }
+
+
 def summarize(runs: dict[str, list[dict]]) -> dict[str, dict]:
     """Median over rounds per target, and the differences to A and the ratio to B."""
-    out: dict[str, dict] = {}
-    for target, rs in runs.items():
-        out[target] = {
-            "rounds": len(rs),
-            "rps": median([r["rps"] for r in rs]),
-            "p50_us": median([r["p50_us"] for r in rs]),
-            "p90_us": median([r["p90_us"] for r in rs]),
-            "p99_us": median([r["p99_us"] for r in rs]),
-            "max_us": max((r["max_us"] for r in rs if r["max_us"] is not None), default=None),
-            "ttfb_p50_us": median([r.get("ttfb_p50_us") for r in rs]),
-            "ttfb_p99_us": median([r.get("ttfb_p99_us") for r in rs]),
-            "requests": sum(r["requests"] for r in rs),
-            "errors": sum(r["errors"] for r in rs),
-            "first_error": next((r["first_error"] for r in rs if r["first_error"]), None),
-            "loadgen_cpu_s": median([r["cpu_s"] for r in rs]),
-        }
+    out: dict[str, dict] = {target: round_medians(rs) for target, rs in runs.items()}
     base, proxy = out.get("A"), out.get("B")
     for s in out.values():
         for q in ("p50_us", "p99_us", "ttfb_p50_us", "ttfb_p99_us"):
