@@ -1,8 +1,7 @@
 //! Usage on SQLite: the call log, its daily rollups and the requests' charges, written
-//! in one transaction per batch, set-wise (`usage_bulk.rs`). Each record's call-log row,
-//! whose unique request id decides whether the record was written before, is written
-//! first; the transaction's first statement is a write, so the batch holds the write lock
-//! from the start.
+//! in one transaction per batch, set-wise (`usage_bulk.rs`). The transaction begins with
+//! `BEGIN IMMEDIATE`: it holds the write lock from the start, so what the batch reads
+//! (which records are new, the balances) cannot change before it writes.
 
 use crate::{holds, SqliteStore};
 use async_trait::async_trait;
@@ -17,7 +16,7 @@ impl UsageStore for SqliteStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.write.begin().await.map_err(db_err)?;
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
         // The requests' holds go first (also of records written before: a hold may have
         // been taken again since), so each charge can spend what its request held.
         for r in batch {

@@ -57,6 +57,7 @@ macro_rules! conformance_tests {
             usage_charge_clamps_to_balance,
             usage_batch_is_all_or_nothing,
             usage_concurrent_batches_apply_once,
+            usage_large_batch_matches_the_ledger,
             usage_logs_filters_and_pages,
             usage_days_range_and_all_users,
             usage_prune_keeps_rollups,
@@ -1289,6 +1290,70 @@ pub async fn usage_batch_is_all_or_nothing(store: DynStore) {
     let logs = store.list_usage_logs(&user_logs(u.id)).await.unwrap();
     assert_eq!(logs[0], logged(&longest, logs[0].id, 10));
     assert_balanced(&store, u.id, 80).await;
+}
+
+/// A batch bigger than any one statement a backend writes, mixing three users, records
+/// written before, repeats and a charge that runs out: every outcome agrees with the rows
+/// the ledger and the call log then list.
+pub async fn usage_large_batch_matches_the_ledger(store: DynStore) {
+    let users = [
+        store.create_user(new_user("us6a@example.com", Role::User)).await.unwrap().id,
+        store.create_user(new_user("us6b@example.com", Role::User)).await.unwrap().id,
+        store.create_user(new_user("us6c@example.com", Role::User)).await.unwrap().id,
+    ];
+    for &u in &users {
+        grant(&store, u, 10_000).await;
+    }
+    // The third user runs out part-way: 30 credits a record from 10 000.
+    let record = |i: usize| {
+        let user = users[i % 3];
+        let credits = if i % 3 == 2 { 300 } else { 7 + (i as i64 % 5) };
+        usage(&format!("big-{i}"), user, credits, T0 + i as i64)
+    };
+    let early: Vec<UsageRecord> = (0..20).map(record).collect();
+    store.record_usage(&early).await.unwrap();
+    let mut batch: Vec<UsageRecord> = (10..310).map(record).collect();
+    batch.insert(250, record(200)); // a repeat of the record at 190
+    let out = store.record_usage(&batch).await.unwrap();
+    assert_eq!(out.len(), batch.len());
+    for (i, (r, o)) in batch.iter().zip(&out).enumerate() {
+        let before = r.request_id.trim_start_matches("big-").parse::<usize>().unwrap() < 20;
+        assert_eq!(o.applied, !before && i != 250, "{}", r.request_id);
+    }
+    assert!(out[190].applied && !out[250].applied);
+    assert_eq!((out[250].charged, &out[250].ledger), (out[190].charged, &out[190].ledger));
+
+    let mut charged = std::collections::HashMap::new();
+    for (r, o) in batch.iter().zip(&out) {
+        if let (Some(entry), true) = (&o.ledger, o.applied) {
+            assert_eq!(
+                (entry.user_id, entry.amount, entry.reference.as_deref()),
+                (r.user_id, -o.charged, Some(r.request_id.as_str()))
+            );
+            charged.insert(entry.id, entry.clone());
+        } else if o.applied {
+            assert_eq!(o.charged, 0, "{}: a charge without its ledger row", r.request_id);
+        }
+    }
+    let mut listed = 0;
+    for &u in &users {
+        let rows = store.list_ledger(u, None, 1_000).await.unwrap();
+        for row in rows.iter().filter(|row| row.kind == LedgerKind::Charge && row.created_at >= T0 + 20) {
+            assert_eq!(charged.get(&row.id), Some(row), "the ledger row and the reported one");
+            listed += 1;
+        }
+        let balance = store.balance(u).await.unwrap();
+        assert_balanced(&store, u, balance).await;
+        let logs =
+            store.list_usage_logs(&UsageQuery { user_id: Some(u), limit: 1_000, ..Default::default() }).await.unwrap();
+        let requests = (0..310).filter(|i| users[i % 3] == u).count();
+        assert_eq!(logs.len(), requests, "one log row per distinct request of this user");
+        let spent: i64 = logs.iter().map(|l| l.credits).sum();
+        assert_eq!(10_000 - balance, spent, "the log's credits are what was charged");
+    }
+    assert_eq!(listed, charged.len(), "every reported charge is in the ledger once");
+    // The third user's 300-credit records ran the balance out, the last one clamped.
+    assert_eq!(store.balance(users[2]).await.unwrap(), 0);
 }
 
 pub async fn usage_concurrent_batches_apply_once(store: DynStore) {
