@@ -8,12 +8,13 @@ use crate::http::headers::security_headers;
 use crate::ops::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::{accounts::handlers as auth, admin, billing, keys, ops, relay};
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{from_fn, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
 use firefly_core::ErrorCode;
 use std::time::Duration;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use utoipa::OpenApi;
@@ -77,17 +78,29 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// The whole service: the routes, and around them, once, the middleware.
+///
+/// The middleware wraps the router as one service rather than through `Router::layer`,
+/// which wraps every route's boxed service in another box per layer: each request then
+/// cloned that nested chain of boxes once per layer above it (about forty allocations per
+/// request before any handler ran). Here a request clones one route and passes through
+/// plain layers. Only the matched route's template has to come from inside the router
+/// ([`keep_matched_path`]).
 pub fn build(state: AppState) -> Router {
     let (api, _) = api();
     let cfg = &state.config.server;
     let timeout = Duration::from_secs(cfg.request_timeout_secs);
-    let hsts = cfg.hsts;
-
-    let mut router = api
+    let routes = api
         .fallback(|| async { ApiError::from(ErrorCode::RouteNotFound) })
         .method_not_allowed_fallback(|| async { ApiError::from(ErrorCode::MethodNotAllowed) })
-        .with_state(state.clone())
-        .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
+        .route_layer(from_fn(keep_matched_path))
+        .with_state(state.clone());
+    let service = ServiceBuilder::new()
+        .layer(from_fn(request_context))
+        .layer(Extension(TrustedProxies::parse(&cfg.trusted_proxies)))
+        .layer(security_headers(cfg.hsts))
+        .option_layer(cors(&cfg.cors_origins))
+        .layer(from_fn(move |req: Request, next: Next| with_timeout(timeout, req, next)))
         .layer(CatchPanicLayer::custom(|panic: Box<dyn std::any::Any + Send>| {
             let what = panic
                 .downcast_ref::<String>()
@@ -96,14 +109,20 @@ pub fn build(state: AppState) -> Router {
                 .unwrap_or("non-string panic");
             crate::http::error::internal(format!("handler panicked: {what}")).into_response()
         }))
-        .layer(from_fn(move |req: Request, next: Next| with_timeout(timeout, req, next)));
-    if let Some(cors) = cors(&cfg.cors_origins) {
-        router = router.layer(cors);
+        .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
+        .service(routes);
+    Router::new().fallback_service(service)
+}
+
+/// Hands the matched route's template (`/api/keys/{id}`) out to the request-context
+/// middleware, which runs outside the router, for the metrics and the access log.
+async fn keep_matched_path(req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let mut response = next.run(req).await;
+    if let Some(matched) = matched {
+        response.extensions_mut().insert(matched);
     }
-    router
-        .layer(from_fn(move |req, next| security_headers(hsts, req, next)))
-        .layer(Extension(TrustedProxies::parse(&cfg.trusted_proxies)))
-        .layer(from_fn(request_context))
+    response
 }
 
 /// Bounds the time to a response head. The relay's `/v1` routes have their own upstream

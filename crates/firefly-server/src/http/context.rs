@@ -61,7 +61,6 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     }
     let id = client_id.unwrap_or_else(new_request_id);
     let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let path = req.uri().path().to_owned();
     req.extensions_mut().insert(RequestId(id.clone()));
 
@@ -83,7 +82,9 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
 
     let status = response.status().as_u16();
     let elapsed = start.elapsed();
-    let route = route.as_deref().unwrap_or("unmatched");
+    // Set by the router when a route matched.
+    let route = response.extensions().get::<MatchedPath>();
+    let route = route.map_or("unmatched", |p| p.as_str());
     crate::ops::metrics::record_request(method.as_str(), route, status, elapsed);
     // Outside the request's span, with the id as a field of its own: the JSON formatter
     // would otherwise re-parse the span's fields for this line (one per request).
