@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 /// Rows per statement, largest first: a chunk is cut at the largest size that fits. With
 /// 17 values a row the largest stays far below SQLite's 32 766 binds, and the few prepared
 /// statements a connection keeps stay small.
-const SIZES: [usize; 4] = [64, 16, 4, 1];
+const SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 
 /// `items` in consecutive chunks of the sizes in [`SIZES`].
 fn chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {

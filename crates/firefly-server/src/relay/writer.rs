@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 const QUEUE: usize = 4_096;
-const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 2_048;
 /// How long a batch collects records after its first.
 const WINDOW: Duration = Duration::from_millis(20);
 
