@@ -14,7 +14,7 @@ use super::table::Upstream;
 use super::upstream::next_chunk;
 use super::writer::Slot;
 use super::Relay;
-use crate::state::AppState;
+use crate::state::{AppState, Tasks};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -29,7 +29,10 @@ use firefly_providers::UpstreamFailure;
 use firefly_store::{ChannelStatus, UsageRecord};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use hyper::body::Incoming;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -86,15 +89,54 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Largest upstream error body read for classification.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 
-/// Runs `call` in a task of its own and returns the response head as soon as there is one.
+/// Relays `call` and returns the response head as soon as there is one.
+///
+/// A stream runs in a task of its own, which keeps pumping events while this returns the
+/// head. A whole answer is awaited right here (no task, no hand-over between threads),
+/// inside a [`Detach`]: when the client goes away and this future is dropped, the rest of
+/// the work moves to a task of its own, so the upstream is still read and billed.
 pub async fn relay(state: AppState, admission: Admission, call: Call) -> Response {
-    let (tx, rx) = oneshot::channel();
+    let (tx, mut rx) = oneshot::channel();
     let slot = state.relay.usage.begin().await;
-    let task_state = state.clone();
-    state.tasks.spawn(move |_| async move {
-        run(task_state, admission, call, tx, slot).await;
-    });
-    rx.await.unwrap_or_else(|_| crate::http::error::internal("relay task ended without an answer").into_response())
+    let stream = call.stream;
+    let work = run(state.clone(), admission, call, tx, slot);
+    if stream {
+        state.tasks.spawn(move |_| work);
+        return rx.await.unwrap_or_else(|_| no_answer());
+    }
+    Detach { work: Some(Box::pin(work)), tasks: &state.tasks }.await;
+    rx.try_recv().unwrap_or_else(|_| no_answer())
+}
+
+fn no_answer() -> Response {
+    crate::http::error::internal("relay task ended without an answer").into_response()
+}
+
+type Work = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A future run in place that, dropped before it finished, finishes in a task instead.
+struct Detach<'a> {
+    work: Option<Work>,
+    tasks: &'a Tasks,
+}
+
+impl Future for Detach<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(work) = self.work.as_mut() else { return Poll::Ready(()) };
+        ready!(work.as_mut().poll(cx));
+        self.work = None;
+        Poll::Ready(())
+    }
+}
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        if let Some(work) = self.work.take() {
+            self.tasks.spawn(move |_| work);
+        }
+    }
 }
 
 /// How one attempt went.
