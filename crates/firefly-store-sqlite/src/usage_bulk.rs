@@ -38,6 +38,20 @@ fn chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// `head` (a query ending in `IN (`) completed with `values` as binds.
+fn select_in<'a, V>(head: &'static str, values: impl IntoIterator<Item = V>) -> QueryBuilder<'a, Sqlite>
+where
+    V: 'a + sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite>,
+{
+    let mut q = QueryBuilder::new(head);
+    let mut list = q.separated(", ");
+    for value in values {
+        list.push_bind(value);
+    }
+    q.push(")");
+    q
+}
+
 /// Writes `batch` on a connection inside a transaction begun with `BEGIN IMMEDIATE`.
 pub(crate) async fn record_batch(
     conn: &mut SqliteConnection,
@@ -58,12 +72,7 @@ pub(crate) async fn record_batch(
         .collect();
     let mut logged: std::collections::HashSet<String> = std::collections::HashSet::new();
     for chunk in chunks(&unique) {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT request_id FROM usage_logs WHERE request_id IN (");
-        let mut list = q.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
-        }
-        q.push(")");
+        let mut q = select_in("SELECT request_id FROM usage_logs WHERE request_id IN (", chunk.iter().copied());
         let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
         logged.extend(rows.into_iter().map(|(id,)| id));
     }
@@ -75,16 +84,8 @@ pub(crate) async fn record_batch(
     let unique_keys: Vec<&String> =
         (0..batch.len()).filter(|&i| first_of[batch[i].request_id.as_str()] == i).map(|i| &keys[i]).collect();
     for chunk in chunks(&unique_keys) {
-        let mut q = QueryBuilder::<Sqlite>::new(concat!(
-            "SELECT ",
-            ledger_columns!(),
-            " FROM ledger WHERE idempotency_key IN ("
-        ));
-        let mut list = q.separated(", ");
-        for k in chunk {
-            list.push_bind(k.as_str());
-        }
-        q.push(")");
+        let head = concat!("SELECT ", ledger_columns!(), " FROM ledger WHERE idempotency_key IN (");
+        let mut q = select_in(head, chunk.iter().map(|k| k.as_str()));
         let rows: Vec<LedgerRow> = q.build_query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
         for row in rows {
             let entry = LedgerEntry::try_from(row)?;
@@ -111,12 +112,7 @@ pub(crate) async fn record_batch(
     if !balances.is_empty() {
         let users: Vec<i64> = balances.keys().copied().collect();
         for chunk in chunks(&users) {
-            let mut q = QueryBuilder::<Sqlite>::new("SELECT user_id, balance FROM balances WHERE user_id IN (");
-            let mut list = q.separated(", ");
-            for user in chunk {
-                list.push_bind(*user);
-            }
-            q.push(")");
+            let mut q = select_in("SELECT user_id, balance FROM balances WHERE user_id IN (", chunk.iter().copied());
             let rows: Vec<(i64, i64)> = q.build_query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
             for (user, balance) in rows {
                 balances.insert(user, balance);
