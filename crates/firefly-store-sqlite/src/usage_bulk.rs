@@ -20,7 +20,7 @@
 use firefly_store::sql::{db_err, usage_already_written, usage_charge_key, LedgerRow};
 use firefly_store::*;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Rows per statement, largest first: a chunk is cut at the largest size that fits. With
 /// 17 values a row the largest stays far below SQLite's 32 766 binds, and the few prepared
@@ -64,13 +64,10 @@ pub(crate) async fn record_batch(
     for (i, r) in batch.iter().enumerate() {
         first_of.entry(r.request_id.as_str()).or_insert(i);
     }
-    let unique: Vec<&str> = batch
-        .iter()
-        .enumerate()
-        .filter(|(i, r)| first_of[r.request_id.as_str()] == *i)
-        .map(|(_, r)| r.request_id.as_str())
-        .collect();
-    let mut logged: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // Each request id once: the positions of first occurrences.
+    let firsts: Vec<usize> = (0..batch.len()).filter(|&i| first_of[batch[i].request_id.as_str()] == i).collect();
+    let unique: Vec<&str> = firsts.iter().map(|&i| batch[i].request_id.as_str()).collect();
+    let mut logged: HashSet<String> = HashSet::new();
     for chunk in chunks(&unique) {
         let mut q = select_in("SELECT request_id FROM usage_logs WHERE request_id IN (", chunk.iter().copied());
         let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
@@ -81,8 +78,7 @@ pub(crate) async fn record_batch(
     //    log row was pruned) of "new" records that were in fact charged long ago.
     let keys: Vec<String> = batch.iter().map(|r| usage_charge_key(&r.request_id)).collect();
     let mut existing: HashMap<String, LedgerEntry> = HashMap::new();
-    let unique_keys: Vec<&String> =
-        (0..batch.len()).filter(|&i| first_of[batch[i].request_id.as_str()] == i).map(|i| &keys[i]).collect();
+    let unique_keys: Vec<&String> = firsts.iter().map(|&i| &keys[i]).collect();
     for chunk in chunks(&unique_keys) {
         let head = concat!("SELECT ", ledger_columns!(), " FROM ledger WHERE idempotency_key IN (");
         let mut q = select_in(head, chunk.iter().map(|k| k.as_str()));

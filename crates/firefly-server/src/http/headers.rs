@@ -1,9 +1,8 @@
 //! Security headers on every response.
 
+use axum::response::Response;
 use http::{HeaderName, HeaderValue};
-use tower::layer::util::{Identity, Stack};
-use tower::ServiceBuilder;
-use tower_http::set_header::SetResponseHeaderLayer;
+use tower::util::MapResponseLayer;
 
 /// The API serves JSON: nothing may be framed, sniffed or run from it. A response that
 /// sets one of these itself keeps its own (the docs page has a looser
@@ -18,29 +17,13 @@ const HEADERS: [(&str, &str); 6] = [
 ];
 const HSTS: (&str, &str) = ("strict-transport-security", "max-age=63072000; includeSubDomains");
 
-type HeaderLayer = SetResponseHeaderLayer<HeaderValue>;
-/// Seven header layers, one after the other (the last only with HSTS on).
-pub type SecurityHeaders = Stack<
-    tower::util::Either<HeaderLayer, Identity>,
-    Stack<
-        HeaderLayer,
-        Stack<HeaderLayer, Stack<HeaderLayer, Stack<HeaderLayer, Stack<HeaderLayer, Stack<HeaderLayer, Identity>>>>>,
-    >,
->;
-
-/// The security headers as plain layers (no boxed future per request).
-pub fn security_headers(hsts: bool) -> SecurityHeaders {
-    let layer = |(name, value): (&'static str, &'static str)| {
-        SetResponseHeaderLayer::if_not_present(HeaderName::from_static(name), HeaderValue::from_static(value))
-    };
-    let [a, b, c, d, e, f] = HEADERS.map(layer);
-    ServiceBuilder::new()
-        .layer(a)
-        .layer(b)
-        .layer(c)
-        .layer(d)
-        .layer(e)
-        .layer(f)
-        .option_layer(hsts.then(|| layer(HSTS)))
-        .into_inner()
+/// The security headers as a plain layer (no boxed future per request).
+pub fn security_headers(hsts: bool) -> MapResponseLayer<impl Fn(Response) -> Response + Clone + Send + Sync> {
+    MapResponseLayer::new(move |mut response: Response| {
+        let headers = response.headers_mut();
+        for (name, value) in HEADERS.iter().chain(hsts.then_some(&HSTS)) {
+            headers.entry(HeaderName::from_static(name)).or_insert(HeaderValue::from_static(value));
+        }
+        response
+    })
 }
