@@ -1,6 +1,7 @@
 //! Command line: `serve`, `migrate`, `config`, `admin create`.
 
 use crate::config::{load, CliOverrides, DatabaseOverrides, ServerOverrides};
+use crate::logformat::{JsonFields, JsonLine};
 use crate::logwriter::{BufferedLog, LogGuard};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -162,7 +163,7 @@ fn init_logging(config: &Config) -> LogGuard<std::io::Stderr> {
     let (writer, guard) = BufferedLog::new(std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let _ = match config.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Json => builder.fmt_fields(JsonFields).event_format(JsonLine).try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
     guard

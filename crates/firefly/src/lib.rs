@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod logformat;
 pub mod logwriter;
 
 use anyhow::Context;
