@@ -1,21 +1,17 @@
 //! The HTTP surface. Routes are registered with `utoipa_axum::routes!`, which takes the
 //! path from each handler's OpenAPI annotation: a route cannot exist undocumented.
 
-use crate::http::context::request_context;
+use crate::http::edge::{EdgeLayer, KeepMatchedPathLayer};
 use crate::http::error::ApiError;
 use crate::http::extract::TrustedProxies;
-use crate::http::headers::security_headers;
 use crate::ops::openapi::ApiDoc;
 use crate::state::AppState;
 use crate::{accounts::handlers as auth, admin, billing, keys, ops, relay};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::middleware::{from_fn, Next};
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Router};
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
 use firefly_core::ErrorCode;
 use std::time::Duration;
 use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -84,57 +80,27 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// which wraps every route's boxed service in another box per layer: each request then
 /// cloned that nested chain of boxes once per layer above it (about forty allocations per
 /// request before any handler ran). Here a request clones one route and passes through
-/// plain layers. Only the matched route's template has to come from inside the router
-/// ([`keep_matched_path`]).
+/// plain services ([`Edge`](crate::http::edge::Edge)). Only the matched route's template
+/// has to come from inside the router ([`KeepMatchedPathLayer`]).
 pub fn build(state: AppState) -> Router {
     let (api, _) = api();
     let cfg = &state.config.server;
-    let timeout = Duration::from_secs(cfg.request_timeout_secs);
+    let edge = EdgeLayer {
+        timeout: Duration::from_secs(cfg.request_timeout_secs),
+        hsts: cfg.hsts,
+        trusted_proxies: TrustedProxies::parse(&cfg.trusted_proxies),
+    };
     let routes = api
         .fallback(|| async { ApiError::from(ErrorCode::RouteNotFound) })
         .method_not_allowed_fallback(|| async { ApiError::from(ErrorCode::MethodNotAllowed) })
-        .route_layer(from_fn(keep_matched_path))
+        .route_layer(KeepMatchedPathLayer)
         .with_state(state.clone());
     let service = ServiceBuilder::new()
-        .layer(from_fn(request_context))
-        .layer(Extension(TrustedProxies::parse(&cfg.trusted_proxies)))
-        .layer(security_headers(cfg.hsts))
+        .layer(edge)
         .option_layer(cors(&cfg.cors_origins))
-        .layer(from_fn(move |req: Request, next: Next| with_timeout(timeout, req, next)))
-        .layer(CatchPanicLayer::custom(|panic: Box<dyn std::any::Any + Send>| {
-            let what = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("non-string panic");
-            crate::http::error::internal(format!("handler panicked: {what}")).into_response()
-        }))
         .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
         .service(routes);
     Router::new().fallback_service(service)
-}
-
-/// Hands the matched route's template (`/api/keys/{id}`) out to the request-context
-/// middleware, which runs outside the router, for the metrics and the access log.
-async fn keep_matched_path(req: Request, next: Next) -> Response {
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    let mut response = next.run(req).await;
-    if let Some(matched) = matched {
-        response.extensions_mut().insert(matched);
-    }
-    response
-}
-
-/// Bounds the time to a response head. The relay's `/v1` routes have their own upstream
-/// timeouts (`relay.*_timeout_secs`): a long completion is not an abandoned request.
-async fn with_timeout(limit: Duration, req: Request, next: Next) -> Response {
-    if req.uri().path().starts_with("/v1/") {
-        return next.run(req).await;
-    }
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::from(ErrorCode::Timeout).into_response(),
-    }
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {

@@ -1,29 +1,28 @@
 //! Security headers on every response.
 
-use axum::response::Response;
-use http::{HeaderName, HeaderValue};
-use tower::util::MapResponseLayer;
+use http::{header, HeaderMap, HeaderName, HeaderValue};
 
 /// The API serves JSON: nothing may be framed, sniffed or run from it. A response that
 /// sets one of these itself keeps its own (the docs page has a looser
 /// Content-Security-Policy: scripts from this origin only).
-const HEADERS: [(&str, &str); 6] = [
-    ("x-content-type-options", "nosniff"),
-    ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
-    ("cross-origin-resource-policy", "same-origin"),
-    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
-    ("cache-control", "no-store"),
+static HEADERS: [(HeaderName, HeaderValue); 6] = [
+    (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+    (HeaderName::from_static("cross-origin-resource-policy"), HeaderValue::from_static("same-origin")),
+    (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'")),
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
 ];
-const HSTS: (&str, &str) = ("strict-transport-security", "max-age=63072000; includeSubDomains");
+static HSTS: (HeaderName, HeaderValue) =
+    (header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));
 
-/// The security headers as a plain layer (no boxed future per request).
-pub fn security_headers(hsts: bool) -> MapResponseLayer<impl Fn(Response) -> Response + Clone + Send + Sync> {
-    MapResponseLayer::new(move |mut response: Response| {
-        let headers = response.headers_mut();
-        for (name, value) in HEADERS.iter().chain(hsts.then_some(&HSTS)) {
-            headers.entry(HeaderName::from_static(name)).or_insert(HeaderValue::from_static(value));
+/// Sets the security headers a response does not set itself. The names and values are
+/// built at compile time, and the map grows once.
+pub fn add_security_headers(headers: &mut HeaderMap, hsts: bool) {
+    headers.reserve(HEADERS.len() + 2);
+    for (name, value) in HEADERS.iter().chain(hsts.then_some(&HSTS)) {
+        if !headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
         }
-        response
-    })
+    }
 }

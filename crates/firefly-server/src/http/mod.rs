@@ -2,6 +2,7 @@
 //! rejection into that error, and the per-request middleware.
 
 pub mod context;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod headers;
