@@ -158,3 +158,164 @@ pub(crate) fn span_in(whole: &[u8], part: &str) -> Range<usize> {
     assert!(start.checked_add(part.len()).is_some_and(|end| end <= whole.len()), "the part lies in the whole");
     start..start + part.len()
 }
+
+/// The raw bytes of the member `name` of the top-level object in `json`, found by a scan
+/// that skips every other value without parsing it: strings are jumped over with
+/// `memchr`, objects and arrays by counting brackets outside strings. It checks the
+/// structure it walks (keys, colons, commas, balanced brackets) but not the insides of the
+/// values it skips; the value it returns is for a real parser.
+///
+/// `None` when `json` is not an object, the structure breaks, or the name is absent or
+/// occurs more than once (serde's derived structs refuse duplicates too). A key spelled
+/// with escapes is not recognised. Used for reading usage off a whole answer, where a
+/// full parse cost most of the relay's JSON time.
+pub fn top_level_member<'a>(json: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let mut i = skip_ws(json, 0);
+    if json.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(json, i + 1);
+    if json.get(i) == Some(&b'}') {
+        return None;
+    }
+    let mut found = None;
+    loop {
+        if json.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(json, i)?;
+        let key = &json[i + 1..key_end - 1];
+        i = skip_ws(json, key_end);
+        if json.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(json, i + 1);
+        let end = value_end(json, start)?;
+        if key == name && found.replace(&json[start..end]).is_some() {
+            return None;
+        }
+        i = skip_ws(json, end);
+        match json.get(i)? {
+            b',' => i = skip_ws(json, i + 1),
+            b'}' => return found,
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(json: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = json.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The index just past the string that opens at `start` (a quote).
+fn string_end(json: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', json.get(i..)?)?;
+        if json[i] == b'"' {
+            return Some(i + 1);
+        }
+        // A backslash escapes the next byte (`\"`, `\\`; `\u` needs nothing more).
+        i += 2;
+    }
+}
+
+/// The index just past the value that starts at `start`.
+fn value_end(json: &[u8], start: usize) -> Option<usize> {
+    match *json.get(start)? {
+        b'"' => string_end(json, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = start;
+            loop {
+                match *json.get(i)? {
+                    b'"' => {
+                        i = string_end(json, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let len = json[start..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(json.len() - start);
+            (len > 0).then_some(start + len)
+        }
+    }
+}
+
+#[cfg(test)]
+mod top_level_tests {
+    use super::top_level_member;
+    use serde_json::Value;
+
+    /// What a full parse says the member is (`None` for invalid JSON, a non-object or an
+    /// absent name; none of the documents below repeats a top-level name).
+    fn by_serde(json: &str, name: &str) -> Option<Value> {
+        let value: Value = serde_json::from_str(json).ok()?;
+        value.as_object()?.get(name).cloned()
+    }
+
+    #[test]
+    fn finds_the_member_a_full_parse_finds() {
+        let docs = [
+            r#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":4}}"#,
+            r#"{"usage":{"a":[1,{"b":"}"}]},"id":"x"}"#,
+            r#" { "choices" : [ {"message":{"content":"say \"usage\": {\\\"x\\\"} ]]}}"}} ] , "usage" : { "total_tokens" : 9 } } "#,
+            r#"{"nested":{"usage":{"total_tokens":1}},"usage":null}"#,
+            r#"{"nested":{"usage":{"total_tokens":1}}}"#,
+            r#"{"usage":12.5e3,"x":true}"#,
+            r#"{"x":"\\","usage":"text"}"#,
+            r#"{"x":[],"y":{},"usage":[1,2]}"#,
+            r#"{}"#,
+            r#"[{"usage":1}]"#,
+            r#""usage""#,
+        ];
+        for doc in docs {
+            let found =
+                top_level_member(doc.as_bytes(), b"usage").map(|raw| serde_json::from_slice::<Value>(raw).unwrap());
+            assert_eq!(found, by_serde(doc, "usage"), "{doc}");
+        }
+    }
+
+    #[test]
+    fn broken_or_ambiguous_documents_give_nothing() {
+        for doc in [
+            r#"{"usage":{"a":1}"#,
+            r#"{"usage":{"a":1},"usage":{"a":2}}"#,
+            r#"{"usage" {"a":1}}"#,
+            r#"{"usage":{"a":1} "x":1}"#,
+            r#"{"x":"unterminated, "usage":1"#,
+            r#"{"usage":}"#,
+            r#"{"x":1,}"#,
+            "",
+            "{",
+        ] {
+            assert_eq!(top_level_member(doc.as_bytes(), b"usage"), None, "{doc}");
+        }
+    }
+
+    #[test]
+    fn every_prefix_of_a_document_is_handled_without_panicking() {
+        let doc = r#"{"id":"x","choices":[{"message":{"content":"a \"b\" \\ c"}}],"usage":{"total_tokens":9}}"#;
+        for end in 0..doc.len() {
+            let prefix = &doc.as_bytes()[..end];
+            assert_eq!(top_level_member(prefix, b"usage"), None, "{}", String::from_utf8_lossy(prefix));
+        }
+        assert!(top_level_member(doc.as_bytes(), b"usage").is_some());
+    }
+}

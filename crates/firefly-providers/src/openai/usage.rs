@@ -26,8 +26,8 @@ impl Usage {
     /// The `usage` of a non-stream `chat.completion` (or embeddings) response; `None` when it
     /// is absent, `null`, or not numbers.
     pub fn from_response(body: &[u8]) -> Option<Usage> {
-        let probe: UsageProbe = serde_json::from_slice(body).ok()?;
-        probe.usage.and_then(WireUsage::into_usage)
+        let usage = crate::json::top_level_member(body, b"usage")?;
+        serde_json::from_slice::<Option<WireUsage>>(usage).ok()?.and_then(WireUsage::into_usage)
     }
 
     /// The `usage` of one stream chunk's JSON (an SSE event's data); `None` when absent or

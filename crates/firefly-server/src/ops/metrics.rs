@@ -2,8 +2,8 @@
 //! `http_requests_total{method,route,status}` and the histogram
 //! `http_request_duration_seconds`; plus database pool gauges.
 
+use foldhash::HashMap;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 

@@ -29,7 +29,7 @@ use crate::state::Tasks;
 use firefly_core::time::now_ms;
 use firefly_core::ErrorCode;
 use firefly_store::{DynStore, HoldOutcome, LedgerEntry, NewHold, RecordedUsage};
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};

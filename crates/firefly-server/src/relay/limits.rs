@@ -42,7 +42,7 @@
 //! forgives usage. A subject idle for a minute is dropped by the next sweep; one still
 //! paying off an oversized request's debt is kept until the debt is paid.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

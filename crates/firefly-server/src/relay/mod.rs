@@ -29,7 +29,7 @@ use firefly_core::crypto::MasterKey;
 use firefly_core::money::{TokenPrice, BP_ONE};
 use firefly_providers::Registry;
 use firefly_store::DynStore;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};

@@ -19,20 +19,33 @@ pub struct Candidate {
 /// The order in which to try `candidates`: tiers by descending priority, each tier in
 /// weighted random order (without replacement). Every candidate appears once.
 pub fn plan(candidates: &[Candidate], rng: &mut impl Rng) -> Vec<i64> {
-    let mut sorted: Vec<Candidate> = candidates.to_vec();
-    sorted.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.id.cmp(&b.id)));
-    let mut out = Vec::with_capacity(sorted.len());
-    for tier in sorted.chunk_by(|a, b| a.priority == b.priority) {
-        let mut left: Vec<Candidate> = tier.to_vec();
-        while !left.is_empty() {
-            let total: i64 = left.iter().map(|c| c.weight.max(0)).sum();
+    let mut order = candidates.to_vec();
+    order_in_place(&mut order, |c| *c, rng);
+    order.into_iter().map(|c| c.id).collect()
+}
+
+/// [`plan`]'s order, made in place on anything that has a [`Candidate`]: no allocation.
+pub fn order_in_place<T>(items: &mut [T], candidate: impl Fn(&T) -> Candidate, rng: &mut impl Rng) {
+    items.sort_by(|a, b| {
+        let (a, b) = (candidate(a), candidate(b));
+        b.priority.cmp(&a.priority).then(a.id.cmp(&b.id))
+    });
+    let mut tier_start = 0;
+    while tier_start < items.len() {
+        let priority = candidate(&items[tier_start]).priority;
+        let tier_len = items[tier_start..].iter().take_while(|c| candidate(c).priority == priority).count();
+        // Draw the tier's places one by one; each drawn candidate is swapped to the front
+        // of what is left, the others keep their order.
+        for next in tier_start..tier_start + tier_len {
+            let left = &mut items[next..tier_start + tier_len];
+            let total: i64 = left.iter().map(|c| candidate(c).weight.max(0)).sum();
             let pick = if total == 0 {
                 0
             } else {
                 let mut point = rng.gen_range(0..total);
                 left.iter()
                     .position(|c| {
-                        let w = c.weight.max(0);
+                        let w = candidate(c).weight.max(0);
                         if point < w {
                             true
                         } else {
@@ -42,10 +55,10 @@ pub fn plan(candidates: &[Candidate], rng: &mut impl Rng) -> Vec<i64> {
                     })
                     .unwrap_or(0)
             };
-            out.push(left.remove(pick).id);
+            left[..=pick].rotate_right(1);
         }
+        tier_start += tier_len;
     }
-    out
 }
 
 #[derive(Debug, Clone, Copy)]

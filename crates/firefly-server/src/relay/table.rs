@@ -3,13 +3,14 @@
 //! this instance) and every few seconds (for changes made through other instances);
 //! circuit breakers survive rebuilds, keyed by channel id.
 
-use super::route::{plan, Breaker, BreakerSettings, Candidate};
+use super::route::{order_in_place, Breaker, BreakerSettings, Candidate};
 use super::upstream::Head;
 use firefly_core::crypto::MasterKey;
 use firefly_providers::adapter::{BuildError, Operation, RequestContext};
 use firefly_providers::{Adapter, Registry};
 use firefly_store::{Channel, ChannelStatus, DynStore, StoreResult};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use foldhash::{HashMap, HashMapExt};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
@@ -130,11 +131,12 @@ impl RouteTable {
     /// open circuits left out. `None`: no enabled channel serves the model at all.
     pub fn plan(&self, model: &str, now: Instant) -> Option<Vec<Arc<Upstream>>> {
         let all = self.by_model.get(model)?;
-        let open: Vec<&Arc<Upstream>> = all.iter().filter(|u| !u.breaker.is_open(now)).collect();
-        let candidates: Vec<Candidate> =
-            open.iter().map(|u| Candidate { id: u.id, priority: u.priority, weight: u.weight }).collect();
-        let order = plan(&candidates, &mut rand::thread_rng());
-        Some(order.into_iter().filter_map(|id| open.iter().find(|u| u.id == id).map(|u| (*u).clone())).collect())
+        let mut open: Vec<Arc<Upstream>> = all.iter().filter(|u| !u.breaker.is_open(now)).cloned().collect();
+        if open.len() > 1 {
+            let candidate = |u: &Arc<Upstream>| Candidate { id: u.id, priority: u.priority, weight: u.weight };
+            order_in_place(&mut open, candidate, &mut rand::thread_rng());
+        }
+        Some(open)
     }
 
     pub fn models(&self) -> &[String] {
