@@ -3,6 +3,7 @@
 //! `BEGIN IMMEDIATE`: it holds the write lock from the start, so what the batch reads
 //! (which records are new, the balances) cannot change before it writes.
 
+use crate::usage_bulk::Mode;
 use crate::{holds, SqliteStore};
 use async_trait::async_trait;
 use firefly_core::time::Millis;
@@ -16,17 +17,24 @@ impl UsageStore for SqliteStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-        // The requests' holds go first (also of records written before: a hold may have
-        // been taken again since), so each charge can spend what its request held.
-        for r in batch {
-            if let Some(hold_id) = &r.hold_id {
-                holds::release_in(&mut tx, hold_id, Some(r.user_id)).await?;
+        // Almost every batch is all new and is written without reading first; one that is
+        // not is rolled back and written again, checked (see `usage_bulk::Mode`).
+        for mode in [Mode::AssumeNew, Mode::Checked] {
+            let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+            // The requests' holds go first (also of records written before: a hold may have
+            // been taken again since), so each charge can spend what its request held.
+            for r in batch {
+                if let Some(hold_id) = &r.hold_id {
+                    holds::release_in(&mut tx, hold_id, Some(r.user_id)).await?;
+                }
             }
+            if let Some(out) = crate::usage_bulk::record_batch(&mut tx, batch, mode).await? {
+                tx.commit().await.map_err(db_err)?;
+                return Ok(out);
+            }
+            tx.rollback().await.map_err(db_err)?;
         }
-        let out = crate::usage_bulk::record_batch(&mut tx, batch).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(out)
+        Err(StoreError::Corrupt("a checked usage batch gave no outcome".into()))
     }
 
     async fn list_usage_logs(&self, q: &UsageQuery) -> StoreResult<Vec<UsageLog>> {

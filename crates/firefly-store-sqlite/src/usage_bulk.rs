@@ -19,8 +19,10 @@
 
 use firefly_store::sql::{db_err, usage_already_written, usage_charge_key, LedgerRow};
 use firefly_store::*;
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 /// Rows per statement, largest first: a chunk is cut at the largest size that fits. With
 /// 17 values a row the largest stays far below SQLite's 32 766 binds, and the few prepared
@@ -38,6 +40,50 @@ fn chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// A multi-row insert's text: `head`, then `rows` tuples of `width` placeholders, each
+/// tuple's `fixed` values (constants) appended after them. Made once per statement and
+/// size, then kept: building thousands of placeholders per batch cost more than binding.
+struct InsertSql {
+    head: &'static str,
+    width: usize,
+    fixed: &'static str,
+    made: [OnceLock<String>; SIZES.len()],
+}
+
+impl InsertSql {
+    const fn new(head: &'static str, width: usize, fixed: &'static str) -> InsertSql {
+        InsertSql { head, width, fixed, made: [const { OnceLock::new() }; SIZES.len()] }
+    }
+
+    fn text(&'static self, rows: usize) -> &'static str {
+        let at = SIZES.iter().position(|&s| s == rows).expect("a chunk has one of the sizes");
+        self.made[at].get_or_init(|| {
+            let row = format!("({}{})", vec!["?"; self.width].join(", "), self.fixed);
+            format!("{} VALUES {}", self.head, vec![row; rows].join(", "))
+        })
+    }
+}
+
+macro_rules! ledger_head {
+    () => {
+        " (user_id, amount, balance_after, idempotency_key, reference, created_at, kind, note, actor_id)"
+    };
+}
+static LEDGER: [InsertSql; 2] = [
+    InsertSql::new(concat!("INSERT OR IGNORE INTO ledger", ledger_head!()), 6, ", 'charge', NULL, NULL"),
+    InsertSql::new(concat!("INSERT INTO ledger", ledger_head!()), 6, ", 'charge', NULL, NULL"),
+];
+macro_rules! log_head {
+    () => {
+        " (request_id, user_id, api_key_id, channel_id, endpoint, model, stream, input_tokens, output_tokens, \
+         cached_tokens, credits, latency_ms, first_token_ms, status, error_code, error_message, created_at)"
+    };
+}
+static LOGS: [InsertSql; 2] = [
+    InsertSql::new(concat!("INSERT OR IGNORE INTO usage_logs", log_head!()), 17, ""),
+    InsertSql::new(concat!("INSERT INTO usage_logs", log_head!()), 17, ""),
+];
+
 /// `head` (a query ending in `IN (`) completed with `values` as binds.
 fn select_in<'a, V>(head: &'static str, values: impl IntoIterator<Item = V>) -> QueryBuilder<'a, Sqlite>
 where
@@ -52,23 +98,43 @@ where
     q
 }
 
+/// How a batch is written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Every record is taken to be new (the usual case: a request is recorded once) and
+    /// nothing is read first: the inserts skip rows whose request id or charge key exists
+    /// (`OR IGNORE`), and if any was skipped, or the batch repeats a request id, the
+    /// batch gives up (`None`) and the caller rolls back and writes it [`Mode::Checked`].
+    /// The unique indexes do the checking the reads would have done.
+    AssumeNew = 0,
+    /// Which records were written before is read first; each is reported, not written.
+    Checked = 1,
+}
+
 /// Writes `batch` on a connection inside a transaction begun with `BEGIN IMMEDIATE`.
+/// `None` only in [`Mode::AssumeNew`], when the batch is not all new: the transaction
+/// must then be rolled back.
 pub(crate) async fn record_batch(
     conn: &mut SqliteConnection,
     batch: &[UsageRecord],
-) -> StoreResult<Vec<RecordedUsage>> {
+    mode: Mode,
+) -> StoreResult<Option<Vec<RecordedUsage>>> {
     let mut out: Vec<Option<RecordedUsage>> = vec![None; batch.len()];
+    let assume_new = mode == Mode::AssumeNew;
 
     // 1. Records written before: their call-log rows exist.
     let mut first_of: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
     for (i, r) in batch.iter().enumerate() {
         first_of.entry(r.request_id.as_str()).or_insert(i);
     }
+    if assume_new && first_of.len() < batch.len() {
+        return Ok(None);
+    }
     // Each request id once: the positions of first occurrences.
     let firsts: Vec<usize> = (0..batch.len()).filter(|&i| first_of[batch[i].request_id.as_str()] == i).collect();
     let unique: Vec<&str> = firsts.iter().map(|&i| batch[i].request_id.as_str()).collect();
     let mut logged: HashSet<String> = HashSet::new();
-    for chunk in chunks(&unique) {
+    for chunk in chunks(&unique).filter(|_| !assume_new) {
         let mut q = select_in("SELECT request_id FROM usage_logs WHERE request_id IN (", chunk.iter().copied());
         let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
         logged.extend(rows.into_iter().map(|(id,)| id));
@@ -79,7 +145,7 @@ pub(crate) async fn record_batch(
     let keys: Vec<String> = batch.iter().map(|r| usage_charge_key(&r.request_id)).collect();
     let mut existing: HashMap<String, LedgerEntry> = HashMap::new();
     let unique_keys: Vec<&String> = firsts.iter().map(|&i| &keys[i]).collect();
-    for chunk in chunks(&unique_keys) {
+    for chunk in chunks(&unique_keys).filter(|_| !assume_new) {
         let head = concat!("SELECT ", ledger_columns!(), " FROM ledger WHERE idempotency_key IN (");
         let mut q = select_in(head, chunk.iter().map(|k| k.as_str()));
         let rows: Vec<LedgerRow> = q.build_query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
@@ -134,24 +200,17 @@ pub(crate) async fn record_batch(
     // 4. Ledger rows, numbered from the last row id each insert reports, and balances.
     let mut entries: HashMap<usize, LedgerEntry> = HashMap::with_capacity(charges.len());
     for chunk in chunks(&charges) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO ledger (user_id, kind, amount, balance_after, idempotency_key, reference, note, actor_id, \
-             created_at) ",
-        );
-        q.push_values(chunk, |mut b, &(i, amount, after)| {
+        let mut q = sqlx::query(LEDGER[mode as usize].text(chunk.len()));
+        for &(i, amount, after) in chunk {
             let r = &batch[i];
-            b.push_bind(r.user_id)
-                .push_bind(LedgerKind::Charge.as_str())
-                .push_bind(-amount)
-                .push_bind(after)
-                .push_bind(keys[i].as_str())
-                .push_bind(r.request_id.as_str())
-                .push_bind(None::<String>)
-                .push_bind(None::<i64>)
-                .push_bind(r.created_at);
-        });
-        let done = q.build().execute(&mut *conn).await.map_err(db_err)?;
+            q = q.bind(r.user_id).bind(-amount).bind(after).bind(keys[i].as_str()).bind(r.request_id.as_str());
+            q = q.bind(r.created_at);
+        }
+        let done = q.execute(&mut *conn).await.map_err(db_err)?;
         if done.rows_affected() != chunk.len() as u64 {
+            if assume_new {
+                return Ok(None);
+            }
             return Err(StoreError::Corrupt("a ledger insert wrote fewer rows than it was given".into()));
         }
         let first_id = done.last_insert_rowid() - chunk.len() as i64 + 1;
@@ -209,32 +268,19 @@ pub(crate) async fn record_batch(
         out[i] = Some(RecordedUsage { charged, ledger, applied: true });
     }
     for chunk in chunks(&charged_of) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO usage_logs (request_id, user_id, api_key_id, channel_id, endpoint, model, stream, \
-             input_tokens, output_tokens, cached_tokens, credits, latency_ms, first_token_ms, status, error_code, \
-             error_message, created_at) ",
-        );
-        q.push_values(chunk, |mut b, &(i, charged)| {
+        let mut q = sqlx::query(LOGS[mode as usize].text(chunk.len()));
+        for &(i, charged) in chunk {
             let r = &batch[i];
-            b.push_bind(r.request_id.as_str())
-                .push_bind(r.user_id)
-                .push_bind(r.api_key_id)
-                .push_bind(r.channel_id)
-                .push_bind(r.endpoint.as_str())
-                .push_bind(r.model.as_str())
-                .push_bind(r.stream)
-                .push_bind(r.input_tokens)
-                .push_bind(r.output_tokens)
-                .push_bind(r.cached_tokens)
-                .push_bind(charged)
-                .push_bind(r.latency_ms)
-                .push_bind(r.first_token_ms)
-                .push_bind(r.status)
-                .push_bind(r.error_code.as_deref())
-                .push_bind(r.error_message.as_deref())
-                .push_bind(r.created_at);
-        });
-        q.build().execute(&mut *conn).await.map_err(db_err)?;
+            q = q.bind(r.request_id.as_str()).bind(r.user_id).bind(r.api_key_id).bind(r.channel_id);
+            q = q.bind(r.endpoint.as_str()).bind(r.model.as_str()).bind(r.stream).bind(r.input_tokens);
+            q = q.bind(r.output_tokens).bind(r.cached_tokens).bind(charged).bind(r.latency_ms);
+            q = q.bind(r.first_token_ms).bind(r.status).bind(r.error_code.as_deref());
+            q = q.bind(r.error_message.as_deref()).bind(r.created_at);
+        }
+        let done = q.execute(&mut *conn).await.map_err(db_err)?;
+        if assume_new && done.rows_affected() != chunk.len() as u64 {
+            return Ok(None);
+        }
     }
     for ((key, user), amount) in key_spend {
         sqlx::query("UPDATE api_keys SET credits_used = credits_used + ? WHERE id = ? AND user_id = ?")
@@ -271,12 +317,29 @@ pub(crate) async fn record_batch(
         let written = out[first].clone().expect("the first occurrence has its outcome");
         out[i] = Some(usage_already_written(&batch[i], written.ledger));
     }
-    Ok(out.into_iter().map(|o| o.expect("every record has an outcome")).collect())
+    Ok(Some(out.into_iter().map(|o| o.expect("every record has an outcome")).collect()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn insert_texts_have_a_tuple_per_row_and_the_charge_kind() {
+        for sql in [&LEDGER[0], &LEDGER[1], &LOGS[0], &LOGS[1]] {
+            let columns = sql.head.split('(').nth(1).unwrap().split(',').count();
+            for rows in SIZES {
+                let text = sql.text(rows);
+                assert_eq!(text.matches('?').count(), rows * sql.width, "{text}");
+                assert_eq!(text.matches("), (").count() + 1, rows);
+                let first = text.split(" VALUES ").nth(1).unwrap().split(')').next().unwrap();
+                assert_eq!(first.split(',').count(), columns, "a value per column: {first}");
+            }
+        }
+        let fixed = format!(", '{}', NULL, NULL", LedgerKind::Charge.as_str());
+        assert_eq!(LEDGER[0].fixed, fixed);
+        assert_eq!(LEDGER[1].fixed, fixed);
+    }
 
     #[test]
     fn chunks_take_the_largest_size_that_fits() {
