@@ -203,6 +203,17 @@ pub fn top_level_member<'a>(json: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     }
 }
 
+/// The bytes a container's skip stops at: a quote and the brackets.
+static STRUCTURAL: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'"' as usize] = true;
+    table[b'{' as usize] = true;
+    table[b'}' as usize] = true;
+    table[b'[' as usize] = true;
+    table[b']' as usize] = true;
+    table
+};
+
 fn skip_ws(json: &[u8], mut i: usize) -> usize {
     while let Some(b' ' | b'\t' | b'\n' | b'\r') = json.get(i) {
         i += 1;
@@ -231,19 +242,20 @@ fn value_end(json: &[u8], start: usize) -> Option<usize> {
             let mut depth = 0usize;
             let mut i = start;
             loop {
-                match *json.get(i)? {
+                // Bytes that matter are rare: step over the others with one table lookup.
+                i += json.get(i..)?.iter().position(|&b| STRUCTURAL[b as usize])?;
+                match json[i] {
                     b'"' => {
                         i = string_end(json, i)?;
                         continue;
                     }
                     b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
+                    _ => {
                         depth -= 1;
                         if depth == 0 {
                             return Some(i + 1);
                         }
                     }
-                    _ => {}
                 }
                 i += 1;
             }

@@ -17,9 +17,8 @@ static HSTS: (HeaderName, HeaderValue) =
     (header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));
 
 /// Sets the security headers a response does not set itself. The names and values are
-/// built at compile time, and the map grows once.
+/// built at compile time.
 pub fn add_security_headers(headers: &mut HeaderMap, hsts: bool) {
-    headers.reserve(HEADERS.len() + 2);
     for (name, value) in HEADERS.iter().chain(hsts.then_some(&HSTS)) {
         if !headers.contains_key(name) {
             headers.insert(name.clone(), value.clone());
