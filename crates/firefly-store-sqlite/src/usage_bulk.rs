@@ -130,28 +130,30 @@ pub(crate) async fn record_batch(
     if assume_new && first_of.len() < batch.len() {
         return Ok(None);
     }
-    // Each request id once: the positions of first occurrences.
-    let firsts: Vec<usize> = (0..batch.len()).filter(|&i| first_of[batch[i].request_id.as_str()] == i).collect();
-    let unique: Vec<&str> = firsts.iter().map(|&i| batch[i].request_id.as_str()).collect();
-    let mut logged: HashSet<String> = HashSet::new();
-    for chunk in chunks(&unique).filter(|_| !assume_new) {
-        let mut q = select_in("SELECT request_id FROM usage_logs WHERE request_id IN (", chunk.iter().copied());
-        let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
-        logged.extend(rows.into_iter().map(|(id,)| id));
-    }
-
-    // 2. Charge rows that exist already: those of records written before, and (after the
-    //    log row was pruned) of "new" records that were in fact charged long ago.
     let keys: Vec<String> = batch.iter().map(|r| usage_charge_key(&r.request_id)).collect();
+    let mut logged: HashSet<String> = HashSet::new();
     let mut existing: HashMap<String, LedgerEntry> = HashMap::new();
-    let unique_keys: Vec<&String> = firsts.iter().map(|&i| &keys[i]).collect();
-    for chunk in chunks(&unique_keys).filter(|_| !assume_new) {
-        let head = concat!("SELECT ", ledger_columns!(), " FROM ledger WHERE idempotency_key IN (");
-        let mut q = select_in(head, chunk.iter().map(|k| k.as_str()));
-        let rows: Vec<LedgerRow> = q.build_query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
-        for row in rows {
-            let entry = LedgerEntry::try_from(row)?;
-            existing.insert(entry.idempotency_key.clone(), entry);
+    if mode == Mode::Checked {
+        // Each request id once: the positions of first occurrences.
+        let firsts: Vec<usize> = (0..batch.len()).filter(|&i| first_of[batch[i].request_id.as_str()] == i).collect();
+        let unique: Vec<&str> = firsts.iter().map(|&i| batch[i].request_id.as_str()).collect();
+        for chunk in chunks(&unique) {
+            let mut q = select_in("SELECT request_id FROM usage_logs WHERE request_id IN (", chunk.iter().copied());
+            let rows: Vec<(String,)> = q.build_query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
+            logged.extend(rows.into_iter().map(|(id,)| id));
+        }
+
+        // 2. Charge rows that exist already: those of records written before, and (after
+        //    the log row was pruned) of "new" records that were in fact charged long ago.
+        let unique_keys: Vec<&String> = firsts.iter().map(|&i| &keys[i]).collect();
+        for chunk in chunks(&unique_keys) {
+            let head = concat!("SELECT ", ledger_columns!(), " FROM ledger WHERE idempotency_key IN (");
+            let mut q = select_in(head, chunk.iter().map(|k| k.as_str()));
+            let rows: Vec<LedgerRow> = q.build_query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
+            for row in rows {
+                let entry = LedgerEntry::try_from(row)?;
+                existing.insert(entry.idempotency_key.clone(), entry);
+            }
         }
     }
     // Records repeating a request id earlier in the batch: they report what the first did.
